@@ -1,0 +1,74 @@
+"""condgen: conditional generation across domains with shared samplers and guidance.
+
+Everything a plugin or a user needs is importable from here. Importing ``condgen`` is
+cheap and does not import torch: the torch-backed names are resolved on first use.
+"""
+
+from importlib import import_module
+
+from condgen.errors import CondgenError, ConditionError, CheckpointError, PluginError, UsageError
+from condgen.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+#: Version of the hook and object API offered to plugins, "major.minor". A plugin
+#: declares the version it was written for as ``__condgen_api__``; it loads when the
+#: major numbers are equal and its minor is not newer than ours.
+PLUGIN_API = "1.0"
+
+# name -> module that defines it; imported on first attribute access (PEP 562) so that
+# `core --help` and plugin registration never pay for torch.
+_LAZY = {
+    "load": "condgen.generators",
+    "Generator": "condgen.generators",
+    "Run": "condgen.generators",
+    "Sampler": "condgen.registry",
+    "GuidanceMethod": "condgen.registry",
+    "Metric": "condgen.registry",
+    "Dataset": "condgen.registry",
+    "Writer": "condgen.outputs",
+    "ClassLabel": "condgen.conditions",
+    "Scalar": "condgen.conditions",
+    "Text": "condgen.conditions",
+    "TensorCondition": "condgen.conditions",
+    "Schema": "condgen.conditions",
+    "Denoiser": "condgen.models",
+    "BayesianFlow": "condgen.models",
+    "Energy": "condgen.models",
+    "Autoregressive": "condgen.models",
+    "MaskedTokens": "condgen.models",
+    "OneStep": "condgen.models",
+    "convert_prediction": "condgen.models",
+    "VPPath": "condgen.paths",
+    "EDMPath": "condgen.paths",
+    "CFG": "condgen.guidance",
+    "guided": "condgen.guidance",
+    "save_checkpoint": "condgen.checkpoints",
+    "load_checkpoint": "condgen.checkpoints",
+    "get_plugin_manager": "condgen.plugins",
+}
+
+__all__ = [
+    "PLUGIN_API",
+    "__version__",
+    "hookimpl",
+    "CondgenError",
+    "ConditionError",
+    "CheckpointError",
+    "PluginError",
+    "UsageError",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'condgen' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,5 @@
+import sys
+
+from condgen.cli import main
+
+sys.exit(main())

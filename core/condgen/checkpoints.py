@@ -1,0 +1,123 @@
+"""Weights: safetensors files with the generator's JSON config in their metadata.
+
+Nothing here unpickles. A file is checked before use: it must exist, be a valid
+safetensors file (not a pickle or a torch.save zip), and carry condgen metadata naming
+the generator it was trained for. Sources may be local paths or URLs (http, https,
+file); URLs are downloaded once into the cache directory and verified by sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from condgen.errors import CheckpointError
+
+FORMAT_VERSION = "1"
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def cache_dir() -> Path:
+    """``CONDGEN_CACHE`` if set, else the platform's user cache directory for condgen."""
+    if os.environ.get("CONDGEN_CACHE"):
+        return Path(os.environ["CONDGEN_CACHE"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("condgen"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Checkpoint:
+    tensors: dict
+    config: dict
+    generator: str
+    path: Path
+    sha256: str
+
+
+def resolve_source(source: str | os.PathLike, sha256: str | None = None) -> Path:
+    """A local file for ``source``: the path itself, or a cached download of a URL."""
+    text = str(source)
+    scheme = urllib.parse.urlparse(text).scheme
+    if scheme not in ("http", "https", "file"):
+        return Path(text).expanduser()
+    name = Path(urllib.parse.urlparse(text).path).name or "weights.safetensors"
+    target = cache_dir() / "weights" / hashlib.sha256(text.encode()).hexdigest()[:16] / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with urllib.request.urlopen(text, timeout=60) as response, open(partial, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise CheckpointError(f"cannot download weights from {text}: {exc}; download them by hand and pass the path") from None
+        os.replace(partial, target)
+    if sha256 is not None and sha256_file(target) != sha256:
+        target.unlink()
+        raise CheckpointError(f"weights from {text} do not match the expected sha256 {sha256[:12]}...; the source changed or the download was corrupt")
+    return target
+
+
+def _sniff(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head[:2] in _PICKLE_MAGIC or head[:4] == _ZIP_MAGIC:
+        raise CheckpointError(
+            f"{path} is a pickle / torch.save file; condgen loads only safetensors (nothing is unpickled): "
+            "convert it with safetensors.torch.save_file in a trusted environment"
+        )
+
+
+def load_checkpoint(source: str | os.PathLike, generator: str | None = None, sha256: str | None = None) -> Checkpoint:
+    """Load and check a condgen checkpoint; ``generator`` is the name it must be for."""
+    path = resolve_source(source, sha256)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} not found; train it with `core train` or pass --weights PATH")
+    _sniff(path)
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file (corrupt or truncated: {str(exc).splitlines()[0]}); re-download or retrain it") from None
+    if "condgen.generator" not in metadata:
+        raise CheckpointError(f"{path} is a safetensors file without condgen metadata (foreign weights); save weights with condgen.save_checkpoint")
+    owner = metadata["condgen.generator"]
+    if generator is not None and owner != generator:
+        raise CheckpointError(f"{path} holds weights for generator {owner!r}, not {generator!r}; pass weights trained for {generator!r}")
+    try:
+        config = json.loads(metadata.get("condgen.config", "{}"))
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path} has a corrupt condgen config in its metadata; retrain or re-download it") from None
+    return Checkpoint(tensors=tensors, config=config, generator=owner, path=path, sha256=sha256_file(path))
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict, config: dict, generator: str) -> str:
+    """Write tensors + config atomically as safetensors; returns the file's sha256."""
+    from safetensors.torch import save_file
+
+    from condgen.outputs import atomic_write
+
+    metadata = {"condgen.generator": generator, "condgen.config": json.dumps(config, sort_keys=True), "condgen.format": FORMAT_VERSION}
+    contiguous = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
+    path = Path(path)
+    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
+    return sha256_file(path)

@@ -1,0 +1,34 @@
+"""User-facing errors.
+
+Every error a user can cause (bad plugin name, bad condition, bad weights, unwritable
+output ...) is a ``CondgenError``: the CLI prints its message as one line and exits
+non-zero, without a traceback. The message says what went wrong *and* what to do.
+"""
+
+
+class CondgenError(Exception):
+    """An error the user can fix; its message is one line that says how."""
+
+    exit_code = 1
+
+
+class UsageError(CondgenError):
+    """Bad command-line or API arguments."""
+
+    exit_code = 2
+
+
+class PluginError(CondgenError):
+    """A plugin is unknown, failed to load, or broke its contract."""
+
+
+class ConditionError(UsageError):
+    """A condition key or value is not accepted by the generator's schema."""
+
+
+class CheckpointError(CondgenError):
+    """Weights are missing, corrupt, foreign or not safetensors."""
+
+
+class OutputError(CondgenError):
+    """The run directory cannot be written, or a resume does not match."""

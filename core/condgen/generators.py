@@ -1,0 +1,381 @@
+"""Generators: what a plugin registers, and the engine that runs them.
+
+A plugin subclasses ``Generator`` and fills in what only it knows: its conditions, its
+model kind, how to build the network from checkpoint tensors (``build_model``), how to
+turn sampled tensors into domain objects (``decode``), optionally a preview picture
+and a training recipe. The core does the rest: weights, device, seeds, sampler,
+guidance, batching, writing.
+
+    gen = condgen.load("toy")
+    run = gen.generate(n=8, condition={"component": "north"}, seed=0)
+    run.save("out/")
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from condgen.conditions import Schema
+from condgen.errors import CheckpointError, CondgenError, PluginError, UsageError
+
+
+class Generator:
+    """Base class of every generator a plugin registers."""
+
+    #: Unique name, by convention the plugin name or ``<plugin>-<variant>``.
+    name: str = ""
+    description: str = ""
+    #: Model kind handed to the samplers (see ``condgen.models.KINDS``).
+    kind: str = "denoiser"
+    conditions: Schema = Schema()
+    default_sampler: str = "ddim"
+    default_steps: int = 50
+    #: Guidance applied when the user gives none, as spec strings (e.g. ``("cfg=2",)``).
+    default_guidance: tuple[str, ...] = ()
+    #: Writer formats this generator's samples can be written in; the first is the default.
+    formats: tuple[str, ...] = ("npy",)
+    #: Default weights: a path or URL of a safetensors checkpoint, or None (no weights).
+    weights: str | None = None
+    #: Rough peak memory of one sample during sampling, for automatic batch sizes.
+    bytes_per_sample: int = 1 << 20
+    #: Set by the loader: the plugin that registered this generator.
+    plugin: str = ""
+
+    # -- what a plugin implements -----------------------------------------------------
+
+    def build_model(self, tensors: dict, config: dict):
+        """Return the model (of ``kind``) from checkpoint tensors and config."""
+        raise NotImplementedError
+
+    def decode(self, x, conditions: list[dict]) -> list:
+        """Turn a batch of sampled tensors (on CPU) into domain objects for the writers."""
+        return [row.numpy() for row in x]
+
+    def preview(self, run_dir: Path, indices: list[int], samples: list, conditions: list[dict]) -> list[Path]:
+        """Optionally write a picture of all samples (a grid, a scatter plot)."""
+        return []
+
+    def train(self, *, dataset: str | None, out: Path, steps: int | None, seed: int, resume: bool, device: str, progress: Callable | None) -> dict:
+        """Train and write a checkpoint to ``out``; returns a summary (losses, steps, path)."""
+        raise CondgenError(f"generator {self.name!r} has nothing to train")
+
+    # -- what the core provides -------------------------------------------------------
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "plugin": self.plugin,
+            "kind": self.kind,
+            "description": self.description,
+            "conditions": self.conditions.describe(),
+            "default_sampler": self.default_sampler,
+            "default_steps": self.default_steps,
+            "default_guidance": list(self.default_guidance),
+            "formats": list(self.formats),
+        }
+
+    def load_model(self, weights: str | None = None):
+        """(model, weights info) on CPU, from ``weights`` or the generator's default."""
+        from condgen.checkpoints import load_checkpoint
+
+        source = weights if weights is not None else self.weights
+        if source is None:
+            return self.build_model({}, {}), {"source": None, "sha256": None}
+        checkpoint = load_checkpoint(source, generator=self.name)
+        try:
+            model = self.build_model(checkpoint.tensors, checkpoint.config)
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(
+                f"weights {checkpoint.path} do not fit generator {self.name!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "pass weights trained for this version"
+            ) from None
+        return model, {"source": str(checkpoint.path), "sha256": checkpoint.sha256}
+
+    def session(self, **options) -> "Session":
+        return Session(self, **options)
+
+    def generate(self, n: int = 1, condition: dict | None = None, **options) -> "Run":
+        """Sample ``n`` objects; options as for ``Session`` plus ``batch_size`` and ``progress``."""
+        batch_size = options.pop("batch_size", None)
+        progress = options.pop("progress", None)
+        check_count(n)
+        session = self.session(condition=condition, **options)
+        started = time.perf_counter()
+        batches = [session.sample(b, progress=progress) for b in session.plan(range(n), batch_size)]
+        import torch
+
+        manifest = session.manifest(n)
+        manifest["timings"] = session.timings(n, time.perf_counter() - started)
+        manifest.update(status="complete", completed=n)
+        return Run(
+            generator=self,
+            indices=list(range(n)),
+            x=torch.cat([b.x for b in batches]) if batches else None,
+            samples=[s for b in batches for s in b.samples],
+            conditions=[c for b in batches for c in b.conditions],
+            manifest=manifest,
+            format=session.format,
+        )
+
+
+def check_count(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"number of samples must be a positive integer, got {n!r}")
+    return n
+
+
+@dataclass
+class Batch:
+    indices: list[int]
+    x: Any
+    samples: list
+    conditions: list[dict]
+    nfe: int
+
+
+class Session:
+    """A generator made ready to sample: model loaded, sampler and guidance resolved.
+
+    ``sample(indices)`` is a pure function of the indices (and the session's settings):
+    sample i is the same in any batch, so runs can be split, resumed and sharded.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        condition: dict | None = None,
+        parsed_conditions: dict[str, list] | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: Sequence = (),
+        sampler_options: dict | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        dtype: str = "auto",
+        compile: bool = False,
+        weights: str | None = None,
+        format: str | None = None,
+    ):
+        import torch
+
+        from condgen import execution
+        from condgen.guidance import guided, parse_guidance
+        from condgen.plugins import get_plugin_manager
+
+        self.generator = generator
+        plugins = get_plugin_manager({generator.plugin}) if generator.plugin else get_plugin_manager(set())
+        self.seed = _check_seed(seed)
+        self.conditions = parsed_conditions if parsed_conditions is not None else generator.conditions.validate(condition)
+        self.sampler_name = sampler or generator.default_sampler
+        if self.sampler_name not in plugins.samplers:
+            raise UsageError(f"unknown sampler {self.sampler_name!r}; known: {', '.join(sorted(plugins.samplers))} (see `core samplers`)")
+        self.sampler = plugins.samplers[self.sampler_name]
+        if generator.kind not in self.sampler.kinds:
+            fits = sorted(k for k, s in plugins.samplers.items() if generator.kind in s.kinds)
+            raise UsageError(f"sampler {self.sampler_name!r} does not sample {generator.kind!r} models; use one of: {', '.join(fits)}")
+        self.steps = generator.default_steps if steps is None else steps
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise UsageError(f"steps must be a positive integer, got {self.steps!r}")
+        self.sampler_options = dict(sampler_options or {})
+        unknown = set(self.sampler_options) - set(self.sampler.options) - {"dtype"}
+        if unknown:
+            raise UsageError(f"sampler {self.sampler_name!r} has no option {sorted(unknown)[0]!r}; options: {', '.join(self.sampler.options) or 'none'}")
+        specs = list(guidance) if guidance else list(generator.default_guidance)
+        self.guidance = [parse_guidance(g, plugins.guidance) if isinstance(g, str) else g for g in specs]
+        self.format = format or generator.formats[0]
+        if self.format not in generator.formats:
+            raise UsageError(f"generator {generator.name!r} does not write {self.format!r}; formats: {', '.join(generator.formats)}")
+        if self.format not in plugins.writers:
+            raise UsageError(f"no writer for format {self.format!r} is installed")
+        self.writer = plugins.writers[self.format]
+
+        self.device = execution.resolve_device(device)
+        self.autocast_dtype = execution.resolve_dtype(dtype, self.device)
+        self.dtype_name = dtype
+        started = time.perf_counter()
+        model, self.weights_info = generator.load_model(weights)
+        if isinstance(model, torch.nn.Module):
+            model = model.to(self.device).eval()
+        model = execution.maybe_compile(model, compile)
+        self.model = guided(model, *self.guidance)
+        self.compiled = compile
+        self.load_seconds = time.perf_counter() - started
+        self.sample_seconds = 0.0
+        self.nfe = None  # model evaluations each sample saw (the same for every batch)
+
+    def plan(self, indices, batch_size: int | None = None) -> list[list[int]]:
+        from condgen import execution
+
+        indices = list(indices)
+        if batch_size is None:
+            batch_size = execution.auto_batch_size(max(1, len(indices)), self.generator.bytes_per_sample, self.device)
+        return execution.plan_batches(indices, batch_size)
+
+    def sample(self, indices: Sequence[int], progress: Callable[[float], None] | None = None) -> Batch:
+        """Sample the given indices as one batch; ``progress(fraction_of_batch)`` per step."""
+        import torch
+
+        from condgen import execution
+        from condgen.conditions import cond_to
+
+        indices = list(indices)
+        conditions = [self.generator.conditions.per_sample(self.conditions, i) for i in indices]
+        cond = cond_to(self.generator.conditions.encode(conditions), self.device)
+        rng = execution.SampleRNG(self.seed, indices, self.device)
+        shape = (len(indices), *self._sample_shape())
+        callback = (lambda step, steps: progress(len(indices) / steps)) if progress else None
+        started = time.perf_counter()
+        with torch.inference_mode(), execution.autocast(self.device, self.autocast_dtype):
+            result = self.sampler.load()(self.model, shape, cond, steps=self.steps, rng=rng, callback=callback, **self.sampler_options)
+        x = result.x.float().cpu() if result.x.is_floating_point() else result.x.cpu()
+        self.sample_seconds += time.perf_counter() - started
+        self.nfe = result.nfe
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            bad = [indices[i] for i in torch.nonzero(~torch.isfinite(x.reshape(len(indices), -1)).all(1)).flatten().tolist()]
+            raise CondgenError(
+                f"sampling produced NaN or infinite values for samples {bad[:5]}; "
+                "try more --steps, a smaller guidance scale or --dtype float32"
+            )
+        return Batch(indices, x, self.generator.decode(x, conditions), conditions, result.nfe)
+
+    def _sample_shape(self):
+        for attr in ("sample_shape", "latent_shape"):
+            if hasattr(self.model, attr):
+                return tuple(getattr(self.model, attr))
+        raise PluginError(f"model of generator {self.generator.name!r} declares no sample_shape")
+
+    def request(self, n: int) -> dict:
+        """What determines the samples: equal requests give equal samples (resume checks it)."""
+        schema = self.generator.conditions
+        return {
+            "plugin": self.generator.plugin,
+            "generator": self.generator.name,
+            "n": n,
+            "conditions": {k: [schema.display({k: v})[k] for v in vals] for k, vals in self.conditions.items()},
+            "sampler": self.sampler_name,
+            "steps": self.steps,
+            "sampler_options": {k: v for k, v in self.sampler_options.items() if k != "dtype"},
+            "guidance": [g.spec() for g in self.guidance],
+            "seed": self.seed,
+            "format": self.format,
+            "weights_sha256": self.weights_info["sha256"],
+        }
+
+    def manifest(self, n: int) -> dict:
+        import torch
+
+        import condgen
+        from condgen.plugins import get_plugin_manager
+
+        record = get_plugin_manager({self.generator.plugin}).records.get(self.generator.plugin) if self.generator.plugin else None
+        return {
+            "condgen_version": condgen.__version__,
+            "plugin": self.generator.plugin,
+            "plugin_version": record.version if record else "",
+            "generator": self.generator.name,
+            "model_kind": self.generator.kind,
+            "request": self.request(n),
+            "weights": self.weights_info,
+            "sampler": {"name": self.sampler_name, "steps": self.steps, "options": self.request(n)["sampler_options"], "paper": self.sampler.paper},
+            "guidance": [g.spec() for g in self.guidance],
+            "seed": self.seed,
+            "device": str(self.device),
+            "dtype": str(self.autocast_dtype or torch.float32).replace("torch.", ""),
+            "compiled": self.compiled,
+            "torch_version": torch.__version__,
+            "nfe": self.nfe,
+        }
+
+    def timings(self, completed: int, total_seconds: float) -> dict:
+        return {
+            "load_s": round(self.load_seconds, 4),
+            "sample_s": round(self.sample_seconds, 4),
+            "total_s": round(total_seconds, 4),
+            "per_sample_ms": round(1000 * self.sample_seconds / max(1, completed), 4),
+        }
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
+@dataclass
+class Run:
+    """The result of ``Generator.generate``: samples in memory, savable as a run directory."""
+
+    generator: Generator
+    indices: list[int]
+    x: Any
+    samples: list
+    conditions: list[dict]
+    manifest: dict
+    format: str = "npy"
+    extra: dict = field(default_factory=dict)
+
+    def save(self, out: str | Path, format: str | None = None) -> Path:
+        """Write every sample, the collection files, the preview and ``manifest.json``."""
+        from condgen.outputs import RunDirectory
+        from condgen.plugins import get_plugin_manager
+
+        fmt = format or self.format
+        plugins = get_plugin_manager({self.generator.plugin}) if self.generator.plugin else get_plugin_manager(set())
+        if fmt not in plugins.writers or fmt not in self.generator.formats:
+            raise UsageError(f"generator {self.generator.name!r} does not write {fmt!r}; formats: {', '.join(self.generator.formats)}")
+        run_dir = RunDirectory(out)
+        run_dir.create(resume=False)
+        writer = plugins.writers[fmt]
+        for index, sample in zip(self.indices, self.samples):
+            writer.write(sample, run_dir.sample_path(index, writer.extension))
+        manifest = dict(self.manifest)
+        manifest["request"] = {**manifest["request"], "format": fmt}
+        finalize(run_dir, writer, self.generator, self.indices, self.samples, self.conditions, manifest)
+        return run_dir.path
+
+
+def finalize(run_dir, writer, generator: Generator, indices, samples, conditions, manifest: dict) -> dict:
+    """Write collection files, the preview and the complete manifest of a finished run."""
+    files = [p.name for p in writer.write_collection(run_dir.path, list(indices), list(samples))]
+    files += [p.name for p in generator.preview(run_dir.path, list(indices), list(samples), list(conditions))]
+    schema = generator.conditions
+    manifest = {
+        **manifest,
+        "status": "complete",
+        "completed": len(indices),
+        "files": files,
+        "samples": [
+            {"index": i, "file": str(run_dir.sample_path(i, writer.extension).relative_to(run_dir.path)), "condition": schema.display(c)}
+            for i, c in zip(indices, conditions)
+        ],
+    }
+    run_dir.write_manifest(manifest)
+    return manifest
+
+
+def find_generator(plugins, plugin: str, model: str | None = None) -> Generator:
+    """The generator ``model`` of ``plugin`` (default: the one named like the plugin, else its first)."""
+    plugins.check_loaded(plugin)
+    generators = plugins.generators_of(plugin)
+    if not generators:
+        raise PluginError(f"plugin {plugin!r} registers no generators")
+    if model is None:
+        named = [g for g in generators if g.name == plugin]
+        return named[0] if named else generators[0]
+    for candidate in (model, f"{plugin}-{model}"):
+        for g in generators:
+            if g.name == candidate:
+                return g
+    raise UsageError(f"plugin {plugin!r} has no model {model!r}; models: {', '.join(g.name for g in generators)}")
+
+
+def load(plugin: str, model: str | None = None) -> Generator:
+    """The default (or named) generator of an installed plugin; weights load on first use."""
+    from condgen.plugins import get_plugin_manager
+
+    return find_generator(get_plugin_manager({plugin}), plugin, model)

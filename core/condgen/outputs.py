@@ -1,0 +1,230 @@
+"""Run directories, manifests and writers.
+
+A run directory holds ``samples/NNNNNN.<ext>`` (one file per sample, each written
+atomically), collection files a writer or generator adds (``samples.csv``, a grid or
+scatter PNG) and ``manifest.json``, rewritten atomically after every batch. So a killed
+run leaves only whole sample files and a manifest that says how far it got, and
+``--resume`` finishes it without redoing or duplicating samples.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from condgen.errors import OutputError
+
+MANIFEST = "manifest.json"
+SAMPLES = "samples"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp)`` then move tmp onto ``path``, so readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(_os_error_message(exc, path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _os_error_message(exc: OSError, path: Path) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing {path}; free some space and rerun with --resume (finished samples are kept)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {path}: permission denied; choose another --out directory"
+    return f"cannot write {path}: {exc.strerror or exc}; choose another --out directory"
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+class Writer:
+    """Writes one sample per file in one format; ``read`` gives the sample back.
+
+    ``write_collection`` (optional) writes files about all samples together, e.g. one
+    CSV with every row. Subclasses set ``format`` (the name used by ``--format``) and
+    ``extension``.
+    """
+
+    format = ""
+    extension = ""
+    summary = ""
+
+    def write(self, sample: Any, path: Path) -> None:
+        raise NotImplementedError
+
+    def read(self, path: Path) -> Any:
+        raise NotImplementedError
+
+    def write_collection(self, run_dir: Path, indices: list[int], samples: list) -> list[Path]:
+        return []
+
+
+class NpyWriter(Writer):
+    format, extension, summary = "npy", "npy", "numpy array per sample (.npy, no pickle)"
+
+    def write(self, sample, path):
+        import numpy as np
+
+        array = np.asarray(sample)
+        if array.dtype == object:
+            raise OutputError("the npy writer needs numeric arrays; choose another --format")
+
+        def save(tmp):
+            with open(tmp, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+
+        atomic_write(path, save)
+
+    def read(self, path):
+        import numpy as np
+
+        return np.load(path, allow_pickle=False)
+
+
+class CsvWriter(Writer):
+    """A sample is a dict of scalars (one row); the collection is ``samples.csv``."""
+
+    format, extension, summary = "csv", "csv", "one CSV row per sample, plus samples.csv with all rows"
+
+    @staticmethod
+    def _rows_text(rows: list[dict], index: list[int] | None = None) -> str:
+        buffer = io.StringIO()
+        fields = (["index"] if index is not None else []) + list(rows[0])
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for i, row in enumerate(rows):
+            writer.writerow({**({"index": index[i]} if index is not None else {}), **row})
+        return buffer.getvalue()
+
+    def write(self, sample, path):
+        write_text(path, self._rows_text([dict(sample)]))
+
+    def read(self, path):
+        with open(path, newline="", encoding="utf-8") as handle:
+            row = next(csv.DictReader(handle))
+        return {key: _number(value) for key, value in row.items()}
+
+    def write_collection(self, run_dir, indices, samples):
+        path = Path(run_dir) / "samples.csv"
+        write_text(path, self._rows_text([dict(s) for s in samples], index=indices))
+        return [path]
+
+
+class JsonWriter(Writer):
+    format, extension, summary = "json", "json", "one JSON document per sample"
+
+    def write(self, sample, path):
+        write_text(path, json.dumps(sample, indent=1, sort_keys=True))
+
+    def read(self, path):
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class PngWriter(Writer):
+    """A sample is an image array: HxW (grey) or HxWx3 (RGB), floats in [0, 1] or uint8."""
+
+    format, extension, summary = "png", "png", "PNG image per sample"
+
+    def write(self, sample, path):
+        import numpy as np
+        from PIL import Image
+
+        array = np.asarray(sample)
+        if array.dtype != np.uint8:
+            array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+        image = Image.fromarray(array)
+        atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+    def read(self, path):
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return np.asarray(image)
+
+
+class TextWriter(Writer):
+    format, extension, summary = "txt", "txt", "plain UTF-8 text per sample"
+
+    def write(self, sample, path):
+        write_text(path, str(sample))
+
+    def read(self, path):
+        return Path(path).read_text(encoding="utf-8")
+
+
+BUILTIN_WRITERS = (NpyWriter(), CsvWriter(), JsonWriter(), PngWriter(), TextWriter())
+
+
+def _number(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+class RunDirectory:
+    """The files of one run: samples, collections and the manifest."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def sample_path(self, index: int, extension: str) -> Path:
+        return self.path / SAMPLES / f"{index:06d}.{extension}"
+
+    def create(self, resume: bool) -> None:
+        """Make the directory; a fresh run refuses a non-empty one, a resume needs a manifest."""
+        if resume:
+            if not self.manifest_path.is_file():
+                raise OutputError(f"nothing to resume in {self.path}: no {MANIFEST}; run without --resume")
+            return
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise OutputError(f"output directory {self.path} exists and is not empty; pass --resume to finish that run or choose another --out")
+        try:
+            (self.path / SAMPLES).mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(_os_error_message(exc, self.path)) from None
+
+    def read_manifest(self) -> dict:
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise OutputError(f"cannot read {self.manifest_path} ({exc}); the run cannot be resumed, start a new one") from None
+
+    def write_manifest(self, manifest: dict) -> None:
+        write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+
+    def finished_indices(self, extension: str, n: int) -> set[int]:
+        """Indices whose sample file exists: atomic writes mean they are whole."""
+        folder = self.path / SAMPLES
+        if not folder.is_dir():
+            return set()
+        done = set()
+        for file in folder.glob(f"*.{extension}"):
+            if file.stem.isdigit() and int(file.stem) < n:
+                done.add(int(file.stem))
+        return done

@@ -115,22 +115,15 @@ _GENERATION_OPTIONS = ("plugin", "model", "conditions", "n", "sampler", "steps",
 
 
 def _parse_options(items) -> dict:
+    from condgen.outputs import parse_number
+
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"sampler option {item!r} is not key=value, e.g. -o eta=0.5")
-        options[key.strip()] = _number(value.strip())
+        options[key.strip()] = parse_number(value.strip())
     return options
-
-
-def _number(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _default_out(generator: str) -> Path:

@@ -117,7 +117,7 @@ class CsvWriter(Writer):
     def read(self, path):
         with open(path, newline="", encoding="utf-8") as handle:
             row = next(csv.DictReader(handle))
-        return {key: _number(value) for key, value in row.items()}
+        return {key: parse_number(value) for key, value in row.items()}
 
     def write_collection(self, run_dir, indices, samples):
         path = Path(run_dir) / "samples.csv"
@@ -171,7 +171,8 @@ class TextWriter(Writer):
 BUILTIN_WRITERS = (NpyWriter(), CsvWriter(), JsonWriter(), PngWriter(), TextWriter())
 
 
-def _number(text: str):
+def parse_number(text: str):
+    """int if it parses, else float, else the text itself."""
     for cast in (int, float):
         try:
             return cast(text)

@@ -230,7 +230,7 @@ class Session:
         shape = (len(indices), *self._sample_shape())
         callback = (lambda step, steps: progress(len(indices) / steps)) if progress else None
         started = time.perf_counter()
-        with torch.inference_mode(), execution.autocast(self.device, self.autocast_dtype):
+        with self._grad_mode(), execution.autocast(self.device, self.autocast_dtype):
             result = self.sampler.load()(self.model, shape, cond, steps=self.steps, rng=rng, callback=callback, **self.sampler_options)
         x = result.x.float().cpu() if result.x.is_floating_point() else result.x.cpu()
         self.sample_seconds += time.perf_counter() - started
@@ -242,6 +242,19 @@ class Session:
                 "try more --steps, a smaller guidance scale or --dtype float32"
             )
         return Batch(indices, x, self.generator.decode(x, conditions), conditions, result.nfe)
+
+    def _grad_mode(self):
+        """Inference mode, unless the sampler or a guidance differentiates the model.
+
+        Tensors made in inference mode can never enter autograd, so samplers and guidance
+        that need gradients (``needs_grad = True``) run under ``torch.no_grad`` and turn
+        grad on locally with ``torch.enable_grad()``.
+        """
+        import torch
+
+        if self.sampler.needs_grad or any(getattr(g, "needs_grad", False) for g in self.guidance):
+            return torch.no_grad()
+        return torch.inference_mode()
 
     def _sample_shape(self):
         for attr in ("sample_shape", "latent_shape"):

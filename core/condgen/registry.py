@@ -40,10 +40,13 @@ class Sampler(_Entry):
 
     ``impl(model, shape, cond, *, steps, rng, callback, **options) -> SampleResult`` runs
     the whole chain for one batch; ``kinds`` lists the model kinds it accepts.
+    ``needs_grad``: the sampler differentiates the model (e.g. SGLD on an energy), so it
+    runs under ``torch.no_grad`` (and enables grad itself) instead of inference mode.
     """
 
     kinds: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
+    needs_grad: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,13 @@ ARGS = ["--plugin", "toy", "-n", "3000", "--steps", "200", "--batch-size", "20",
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_kill_then_resume_completes_the_same_samples(tmp_path, sig):
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "condgen", "generate", *ARGS, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background jobs (as CI may start us) inherit SIGINT ignored; give the
+    # child the default disposition, as a terminal's Ctrl-C would find it.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "condgen", "generate", *ARGS, "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     manifest_path = out / "manifest.json"
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -95,6 +95,7 @@ class SampleRNG:
 
     def __init__(self, seed: int, indices: Sequence[int], device: torch.device | str = "cpu"):
         self.device = torch.device(device)
+        self.seed = int(seed)
         self.indices = list(indices)
         self.generators = []
         for index in self.indices:
@@ -104,6 +105,11 @@ class SampleRNG:
 
     def __len__(self):
         return len(self.generators)
+
+    def branch(self, key: int, indices: Sequence[int] | None = None) -> "SampleRNG":
+        """Fresh, independent streams for the same samples (or ``indices``), e.g. for the
+        ``key``-th particle of a search; still a function of (seed, key, index) only."""
+        return SampleRNG(sample_seed(self.seed, (1 << 62) + int(key)), self.indices if indices is None else indices, self.device)
 
     def randn(self, shape: Sequence[int], dtype=torch.float32) -> torch.Tensor:
         """Standard normal noise of shape [B, *shape]."""

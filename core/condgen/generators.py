@@ -59,6 +59,15 @@ class Generator:
         """Optionally write a picture of all samples (a grid, a scatter plot)."""
         return []
 
+    def guidance_models(self) -> dict:
+        """Classifiers, rewards and class-conditional LMs that guidance can name.
+
+        ``--guidance classifier=2,model=NAME`` or ``best-of-n=8,reward=NAME`` look NAME
+        up here. Values are callables: a noisy classifier ``(x_t, t) -> logits``, a reward
+        ``(x, cond) -> [B]``, or a model of the kind the method needs.
+        """
+        return {}
+
     def train(self, *, dataset: str | None, out: Path, steps: int | None, seed: int, resume: bool, device: str, progress: Callable | None) -> dict:
         """Train and write a checkpoint to ``out``; returns a summary (losses, steps, path)."""
         raise CondgenError(f"generator {self.name!r} has nothing to train")
@@ -186,7 +195,15 @@ class Session:
         if unknown:
             raise UsageError(f"sampler {self.sampler_name!r} has no option {sorted(unknown)[0]!r}; options: {', '.join(self.sampler.options) or 'none'}")
         specs = list(guidance) if guidance else list(generator.default_guidance)
-        self.guidance = [parse_guidance(g, plugins.guidance) if isinstance(g, str) else g for g in specs]
+        parsed = [parse_guidance(g, plugins.guidance) if isinstance(g, str) else g for g in specs]
+        for g in parsed:
+            if generator.kind not in g.kinds:
+                raise UsageError(f"guidance {g.name!r} does not apply to model kind {generator.kind!r} (applies to {', '.join(g.kinds)})")
+        self.guidance = [g.bind(generator) if hasattr(g, "bind") else g for g in parsed]
+        runners = [g for g in self.guidance if getattr(g, "runs_above_sampler", False)]
+        if len(runners) > 1:
+            raise UsageError(f"only one search or recurrence per run, got {', '.join(g.spec() for g in runners)}")
+        self.runner = runners[0] if runners else None
         self.format = format or generator.formats[0]
         if self.format not in generator.formats:
             raise UsageError(f"generator {generator.name!r} does not write {self.format!r}; formats: {', '.join(generator.formats)}")
@@ -222,6 +239,7 @@ class Session:
 
         from condgen import execution
         from condgen.conditions import cond_to
+        from condgen.guidance import bind_rng
 
         indices = list(indices)
         conditions = [self.generator.conditions.per_sample(self.conditions, i) for i in indices]
@@ -230,8 +248,12 @@ class Session:
         shape = (len(indices), *self._sample_shape())
         callback = (lambda step, steps: progress(len(indices) / steps)) if progress else None
         started = time.perf_counter()
+        bind_rng(self.model, rng)
         with self._grad_mode(), execution.autocast(self.device, self.autocast_dtype):
-            result = self.sampler.load()(self.model, shape, cond, steps=self.steps, rng=rng, callback=callback, **self.sampler_options)
+            if self.runner is not None:
+                result = self.runner.run(self.sampler.load(), self.model, shape, cond, steps=self.steps, rng=rng, callback=callback, **self.sampler_options)
+            else:
+                result = self.sampler.load()(self.model, shape, cond, steps=self.steps, rng=rng, callback=callback, **self.sampler_options)
         x = result.x.float().cpu() if result.x.is_floating_point() else result.x.cpu()
         self.sample_seconds += time.perf_counter() - started
         self.nfe = result.nfe

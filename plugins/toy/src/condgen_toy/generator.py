@@ -63,6 +63,11 @@ class ToyGenerator(condgen.Generator):
         plt.close(fig)
         return [path]
 
+    def guidance_models(self):
+        """``component``: the exact noisy classifier p(k | x_t); ``north``: reward = y."""
+        model, _ = self.load_model()
+        return {"component": model.noisy_logits, "north": lambda x, cond: x[:, 1]}
+
     def train(self, *, dataset, out, steps, seed, resume, device, progress):
         from condgen_toy.train import train
 

@@ -45,8 +45,12 @@ class ExactMixtureDenoiser(nn.Module):
         self.prediction = prediction
         self.sample_shape = (means.shape[1],)
 
-    def x0(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """E[x0 | x_t = x, component = label]; label -1 means the whole mixture."""
+    #: Log-prior tilt per unit of condition embedding (used by CADS); at 30 a one-hot
+    #: embedding leaves other components a weight below 1e-13.
+    EMBEDDING_TILT = 30.0
+
+    def _terms(self, x: torch.Tensor, t: torch.Tensor):
+        """Per-component log p(x_t, k), posterior means E[x0 | x_t, k] and the diffs."""
         dtype = x.dtype
         t = t.to(dtype)
         alpha = self.path.alpha(t)[:, None]  # [B, 1]
@@ -54,20 +58,40 @@ class ExactMixtureDenoiser(nn.Module):
         means, stds = self.means.to(dtype), self.stds.to(dtype)
         var = alpha**2 * stds[None, :] ** 2 + sigma**2  # [B, K]
         diff = x[:, None, :] - alpha[:, :, None] * means[None]  # [B, K, D]
-        dim = x.shape[1]
-        log_lik = -0.5 * (diff**2).sum(-1) / var - 0.5 * dim * torch.log(2 * math.pi * var)
-        logits = self.log_weights.to(dtype)[None] + log_lik
+        log_lik = -0.5 * (diff**2).sum(-1) / var - 0.5 * x.shape[1] * torch.log(2 * math.pi * var)
+        per_component = means[None] + (alpha * stds[None, :] ** 2 / var)[..., None] * diff
+        return self.log_weights.to(dtype)[None] + log_lik, per_component
+
+    def noisy_logits(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """log p(k | x_t) up to a constant: the exact noise-aware classifier."""
+        return self._terms(x, t)[0]
+
+    def x0(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x0 | x_t = x, component = label]; label -1 means the whole mixture.
+
+        With ``embedding`` (CADS), present rows tilt the component prior by
+        EMBEDDING_TILT * embedding instead of restricting it to the label.
+        """
+        logits, per_component = self._terms(x, t)
         chosen = label >= 0
-        if chosen.any():
+        if embedding is not None:
+            logits = torch.where(chosen[:, None], logits + self.EMBEDDING_TILT * embedding.to(logits.dtype), logits)
+        elif chosen.any():
             only = torch.full_like(logits, -math.inf)
             only.scatter_(1, label.clamp(min=0)[:, None], 0.0)
             logits = torch.where(chosen[:, None], logits + only, logits)
         w = torch.softmax(logits, dim=1)  # [B, K]
-        per_component = means[None] + (alpha * stds[None, :] ** 2 / var)[..., None] * diff
         return (w[..., None] * per_component).sum(1)
 
+    def embed_condition(self, cond):
+        """(one-hot embedding [B, K], present [B]) of the component condition."""
+        label = cond["component"]
+        present = label >= 0
+        one_hot = torch.nn.functional.one_hot(label.clamp(min=0), len(self.stds)).to(self.means.dtype)
+        return one_hot * present[:, None], present
+
     def forward(self, x, t, cond):
-        x0 = self.x0(x, t, cond["component"].to(x.device))
+        x0 = self.x0(x, t, cond["component"].to(x.device), cond.get("embedding"))
         if self.prediction == "x0":
             return x0
         t = t.to(x.dtype)[:, None]

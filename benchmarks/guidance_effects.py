@@ -94,7 +94,7 @@ def gedi(n=400, length=8, target=1):
         tokens, cache = torch.zeros(n, 1, dtype=torch.long), None
         cond = {"topic": torch.full((n,), target)}
         for _ in range(length):
-            logits, cache = model(tokens, cond, cache)
+            logits, cache = model(tokens if cache is None else tokens[:, -1:], cond, cache)
             tokens = torch.cat([tokens, rng.categorical(torch.softmax(logits, -1))[:, None]], 1)
         loglik = sum(cclm.tables[:, tokens[:, i], tokens[:, i + 1]] for i in range(length))
         base_ll = sum(base.tables[0, tokens[:, i], tokens[:, i + 1]] for i in range(length))

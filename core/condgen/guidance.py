@@ -29,7 +29,13 @@ from condgen.errors import UsageError
 from condgen.models import convert_prediction
 
 #: Attributes a wrapper copies so that it is a model of the same kind.
-_MODEL_ATTRS = ("kind", "prediction", "path", "sample_shape", "vocab_size", "mask_id", "latent_shape", "num_classes")
+_MODEL_ATTRS = (
+    "kind", "prediction", "path", "sample_shape", "vocab_size", "mask_id", "latent_shape", "num_classes",
+    "bos_id", "eos_id", "beta1", "sigma1", "accuracy_schedule", "sigma_range",
+)
+#: Optional model hooks a wrapper lets through to the model it wraps. Anything else
+#: (e.g. a masked-token model's ``cached``) must be guided explicitly, never bypassed.
+_FORWARDED_HOOKS = ("embed_condition",)
 LOGIT_KINDS = ("bayesian-flow", "autoregressive", "masked-tokens")
 
 
@@ -47,10 +53,9 @@ class GuidedModel:
         bind_rng(self.inner, rng)
 
     def __getattr__(self, name):
-        # Optional model hooks (embed_condition, ...) reach the innermost model.
-        if name.startswith("__") or name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+        if name in _FORWARDED_HOOKS and "inner" in self.__dict__:
+            return getattr(self.inner, name)
+        raise AttributeError(name)
 
 
 def bind_rng(model, rng) -> None:
@@ -296,6 +301,14 @@ class _BranchGuided(GuidedModel):
     def __init__(self, model, method):
         super().__init__(model, method)
         self.state: dict = {}
+        if self.kind == "masked-tokens" and hasattr(model, "cached"):
+            self.cached = self._cached  # context-feature reuse (ReCAP) keeps working under CFG
+
+    def _cached(self, tokens, cond, cache=None, fresh=None):
+        both = concat_conditions(cond, drop_conditions(cond, self.method.keys))
+        logits, cache = self.inner.cached(torch.cat([tokens, tokens]), both, cache, None if fresh is None else torch.cat([fresh, fresh]))
+        c, u = logits.chunk(2)
+        return self.method.combine(self, c, u, tokens, None), cache
 
     def _combine(self, cond_out, uncond_out, x, t):
         if isinstance(self.method, APG):
@@ -638,15 +651,21 @@ class GeDi:
 
 class _GeDiGuided(GuidedModel):
     def __call__(self, tokens, cond, cache=None):
+        """With ``cache`` the sampler passes only the new tokens (the AR protocol); the
+        cache keeps the whole sequence for inner models that keep no cache of their own."""
         method = self.method
-        base_cache, cc_cache, prefix_logp, last_cc_logp, length = cache if cache is not None else (None, None, None, None, 0)
-        base_logits, base_cache = self.inner(tokens, cond, base_cache)
+        if cache is None:
+            history, base_cache, cc_cache, prefix_logp, last_cc_logp, length = tokens, None, None, None, None, 0
+        else:
+            history, base_cache, cc_cache, prefix_logp, last_cc_logp, length = cache
+            history = torch.cat([history, tokens], 1)
+        base_logits, base_cache = self.inner(tokens if base_cache is not None else history, cond, base_cache)
         batch = tokens.shape[0]
         label = cond[method.key].to(tokens.device)
         classes = method.cclm.num_classes
         # Every class code for every sample, class-major: [K * B].
         code_batch = {**_tile(cond, classes), method.key: torch.arange(classes, device=tokens.device).repeat_interleave(batch)}
-        cc_logits, cc_cache = method.cclm(_tile_tensor(tokens, classes), code_batch, cc_cache)
+        cc_logits, cc_cache = method.cclm(_tile_tensor(tokens if cc_cache is not None else history, classes), code_batch, cc_cache)
         cc_logp = torch.log_softmax(cc_logits.float(), -1).reshape(classes, batch, -1)
         if prefix_logp is None:
             prefix_logp = torch.zeros(classes, batch, dtype=cc_logp.dtype, device=cc_logp.device)
@@ -665,7 +684,7 @@ class _GeDiGuided(GuidedModel):
         guided = torch.where((label >= 0)[:, None], guided, torch.log_softmax(base_logits.float(), -1))
         if method.rho is not None or method.tau is not None:
             guided = _gedi_filter(guided, log_post, method.rho, method.tau)
-        return guided.to(base_logits.dtype), (base_cache, cc_cache, prefix_logp, cc_logp, length)
+        return guided.to(base_logits.dtype), (history, base_cache, cc_cache, prefix_logp, cc_logp, length)
 
 
 def _tile_tensor(value: torch.Tensor, times: int) -> torch.Tensor:
@@ -714,12 +733,12 @@ class ClassifierEnergy(_ClassifierBased):
 
 
 class _EnergyComposed(GuidedModel):
-    def __call__(self, x, cond):
+    def __call__(self, x, cond, **kwargs):
         method = self.method
         label = cond[method.key].to(x.device)
         base = drop_conditions(cond, (method.key,)) if method.base == "uncond" else cond
         log_probs = torch.log_softmax(method.classifier(x).float(), -1).gather(1, label.clamp(min=0)[:, None]).squeeze(1)
-        return self.inner(x, base) - method.scale * log_probs.to(x.dtype) * (label >= 0).to(x.dtype)
+        return self.inner(x, base, **kwargs) - method.scale * log_probs.to(x.dtype) * (label >= 0).to(x.dtype)
 
 
 class EnergySum:
@@ -732,8 +751,8 @@ class EnergySum:
         self.weights = tuple(weights) if weights is not None else (1.0,) * len(models)
         self.sample_shape = models[0].sample_shape
 
-    def __call__(self, x, cond):
-        return sum(w * m(x, cond) for w, m in zip(self.weights, self.models))
+    def __call__(self, x, cond, **kwargs):
+        return sum(w * m(x, cond, **kwargs) for w, m in zip(self.weights, self.models))
 
 
 # -- the spec parser -------------------------------------------------------------------------

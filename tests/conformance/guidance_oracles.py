@@ -77,20 +77,24 @@ class Bigram:
 
     kind = "autoregressive"
 
-    def __init__(self, tables: torch.Tensor, key: str | None = None):
+    def __init__(self, tables: torch.Tensor, key: str | None = None, keeps_cache: bool = True):
         self.tables = tables  # [C, V, V] log-probabilities (C = 1 for a base LM)
         self.key = key
+        self.keeps_cache = keeps_cache  # False: returns no cache, so it is always fed the whole sequence
+        self.seen_lengths: list[int] = []
         self.num_classes = tables.shape[0]
         self.vocab_size = tables.shape[-1]
         self.sample_shape = (6,)
 
     def __call__(self, tokens, cond, cache=None):
+        self.seen_lengths.append(tokens.shape[1])
         table = self.tables[cond[self.key].clamp(min=0)] if self.key else self.tables[0].expand(tokens.shape[0], -1, -1)
-        return table[torch.arange(tokens.shape[0]), tokens[:, -1]], (0 if cache is None else cache + 1)
+        logits = table[torch.arange(tokens.shape[0]), tokens[:, -1]]
+        return logits, ((0 if cache is None else cache + 1) if self.keeps_cache else None)
 
 
-def bigram_oracles(vocab=5, classes=3, seed=0):
+def bigram_oracles(vocab=5, classes=3, seed=0, keeps_cache=True):
     gen = torch.Generator().manual_seed(seed)
     base = torch.log_softmax(torch.randn(1, vocab, vocab, generator=gen, dtype=F64), -1)
     cclm = torch.log_softmax(2 * torch.randn(classes, vocab, vocab, generator=gen, dtype=F64), -1)
-    return Bigram(base), Bigram(cclm, key="topic")
+    return Bigram(base, keeps_cache=keeps_cache), Bigram(cclm, key="topic", keeps_cache=keeps_cache)

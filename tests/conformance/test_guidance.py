@@ -254,10 +254,11 @@ def test_conversion_used_by_guidance_is_consistent():
 # -- GeDi on exact bigram oracles ---------------------------------------------------------------
 
 
-def test_gedi_next_token_distribution_is_the_bayes_rule_formula():
+@pytest.mark.parametrize("keeps_cache", [True, False], ids=["cached-models", "cacheless-models"])
+def test_gedi_next_token_distribution_is_the_bayes_rule_formula(keeps_cache):
     from condgen.guidance import GeDi
 
-    base, cclm = bigram_oracles()
+    base, cclm = bigram_oracles(keeps_cache=keeps_cache)
     omega, target = 4.0, 2
     model = guided(base, GeDi(omega, cclm=cclm, key="topic"))
     cond = {"topic": torch.tensor([target])}
@@ -274,7 +275,9 @@ def test_gedi_next_token_distribution_is_the_bayes_rule_formula():
         chosen = int(torch.argmax(expected))
         prefix = prefix + cc[:, chosen]
         sequence.append(chosen)
-        logits, cache = model(torch.tensor([sequence]), cond, cache)
+        logits, cache = model(torch.tensor([[chosen]]), cond, cache)  # with a cache: only the new token
+    # Models without a cache of their own are fed the whole sequence every time.
+    assert base.seen_lengths == ([1, 1, 1, 1] if keeps_cache else [1, 2, 3, 4])
 
 
 def test_gedi_contrast_code_gives_the_two_class_posterior_and_filtering_keeps_mass_rho():
@@ -309,7 +312,7 @@ def test_raising_omega_raises_the_class_posterior_of_generated_sequences():
         cond = {"topic": torch.full((n,), target)}
         cache = None
         for _ in range(length):
-            logits, cache = model(tokens, cond, cache)
+            logits, cache = model(tokens if cache is None else tokens[:, -1:], cond, cache)
             tokens = torch.cat([tokens, rng.categorical(torch.softmax(logits, -1))[:, None]], 1)
         # Exact class posterior of each sequence under the class-conditional bigrams.
         loglik = sum(cclm.tables[:, tokens[:, i], tokens[:, i + 1]] for i in range(length))  # [C, n]
@@ -350,3 +353,26 @@ def test_classifier_energy_composes_to_the_conditional_energy():
     assert torch.allclose(g_composed, g_exact, atol=1e-8)
     double = EnergySum(energy, energy, weights=(0.5, 1.5))
     assert torch.allclose(double(x, cond), 2 * energy(x, cond))
+
+
+def test_cfg_on_masked_tokens_guides_the_cached_path_too():
+    """A masked-token model's context-feature reuse (``cached``) must be guided, not bypassed."""
+
+    class Masked:
+        kind, mask_id, sample_shape = "masked-tokens", 4, (3,)
+        table = torch.log_softmax(torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0), dtype=F64), -1)
+
+        def __call__(self, tokens, cond):
+            label = cond["c"]
+            return torch.where((label >= 0)[:, None, None], self.table[label.clamp(min=0)], self.table.mean(0))
+
+        def cached(self, tokens, cond, cache=None, fresh=None):
+            return self(tokens, cond), "features"
+
+    model = guided(Masked(), CFG(3.0))
+    tokens, cond = torch.full((2, 3), 4), {"c": torch.tensor([0, 1])}
+    logits, cache = model.cached(tokens, cond)
+    assert cache == "features" and torch.allclose(logits, model(tokens, cond))
+    table = Masked.table
+    expected = torch.log_softmax(table.mean(0), -1) + 3.0 * (torch.log_softmax(table[[0, 1]], -1) - torch.log_softmax(table.mean(0), -1))
+    assert torch.allclose(logits, expected)

@@ -40,6 +40,9 @@ class Generator:
     formats: tuple[str, ...] = ("npy",)
     #: Default weights: a path or URL of a safetensors checkpoint, or None (no weights).
     weights: str | None = None
+    #: The generator name checkpoints must carry (default: ``name``); variants that
+    #: share one set of weights name the generator that wrote them.
+    checkpoint_name: str | None = None
     #: Rough peak memory of one sample during sampling, for automatic batch sizes.
     bytes_per_sample: int = 1 << 20
     #: Set by the loader: the plugin that registered this generator.
@@ -94,7 +97,7 @@ class Generator:
         source = weights if weights is not None else self.weights
         if source is None:
             return self.build_model({}, {}), {"source": None, "sha256": None}
-        checkpoint = load_checkpoint(source, generator=self.name)
+        checkpoint = load_checkpoint(source, generator=self.checkpoint_name or self.name)
         try:
             model = self.build_model(checkpoint.tensors, checkpoint.config)
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:

@@ -599,7 +599,8 @@ class GeDi:
     For each candidate next token v, Bayes' rule over the class codes gives
     P(c | x_<t, v) = softmax_c[(log P(x_<t | c) + log P(v | x_<t, c)) / n] with n the
     generated length (the paper's length normalisation, alpha = 1; a uniform class
-    prior), and decoding uses log P_LM(v | x_<t) + omega log P(c | x_<t, v). ``rho``
+    prior), and decoding uses log P_LM(v | x_<t) + omega log P(c | x_<t, v), where the
+    base LM is called with the class condition dropped (it is the unconditional LM). ``rho``
     keeps the smallest set of tokens holding that much guided mass (plus any token
     whose class posterior exceeds ``tau``). ``contrast`` is the anti-class code; by
     default every other class of the class-conditional LM. The prefix log-likelihoods
@@ -613,6 +614,7 @@ class GeDi:
     rho: float | None = None
     tau: float | None = None
     contrast: int | None = None
+    codes: int | None = None  # number of class codes (default: the condition's labels, else cclm.num_classes)
 
     name = "gedi"
     kinds = ("autoregressive",)
@@ -636,7 +638,9 @@ class GeDi:
         return ",".join(parts)
 
     def bind(self, generator):
-        return replace(self, cclm=self.cclm or _resource(generator, self.model, "gedi"), key=self.key or _first_class_key(generator))
+        key = self.key or _first_class_key(generator)
+        codes = self.codes or (len(generator.conditions[key].names) if generator is not None and key in generator.conditions else None)
+        return replace(self, cclm=self.cclm or _resource(generator, self.model, "gedi"), key=key, codes=codes)
 
     def wrap(self, model):
         if self.cclm is None or self.key is None:
@@ -659,10 +663,11 @@ class _GeDiGuided(GuidedModel):
         else:
             history, base_cache, cc_cache, prefix_logp, last_cc_logp, length = cache
             history = torch.cat([history, tokens], 1)
-        base_logits, base_cache = self.inner(tokens if base_cache is not None else history, cond, base_cache)
+        # The base LM gives the unconditional next-token distribution: the class is dropped.
+        base_logits, base_cache = self.inner(tokens if base_cache is not None else history, drop_conditions(cond, (method.key,)), base_cache)
         batch = tokens.shape[0]
         label = cond[method.key].to(tokens.device)
-        classes = method.cclm.num_classes
+        classes = method.codes or method.cclm.num_classes
         # Every class code for every sample, class-major: [K * B].
         code_batch = {**_tile(cond, classes), method.key: torch.arange(classes, device=tokens.device).repeat_interleave(batch)}
         cc_logits, cc_cache = method.cclm(_tile_tensor(tokens if cc_cache is not None else history, classes), code_batch, cc_cache)

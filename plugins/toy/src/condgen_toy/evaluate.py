@@ -28,3 +28,28 @@ def mixture_fit(generator, samples, conditions) -> dict:
         scores["mean_error"] = float((x[free].mean(0) - reference.mean(0)).norm())
         scores["cov_error"] = float((torch.cov(x[free].T) - torch.cov(reference.T)).norm())
     return scores
+
+
+def chain_fit(generator, samples, conditions) -> dict:
+    """Mood accuracy under the exact class posterior of each sequence, and the mean
+    log-likelihood per token under the requested chain (the mixture when unconditioned),
+    beside the same for exact samples of the chains."""
+    import torch
+
+    from condgen_toy.data import LEVELS, chain_parameters
+    from condgen_toy.tokens import ExactChainLM
+
+    model = ExactChainLM(*chain_parameters(), length=len(samples[0]["tokens"]))
+    tokens = torch.tensor([[LEVELS.index(ch) for ch in s["tokens"]] for s in samples])
+    loglik = model.log_likelihood(tokens)  # [N, K]
+    labels = torch.tensor([-1 if c.get("mood") is None else c["mood"] for c in conditions])
+    posterior = torch.log_softmax(model.log_class[None] + loglik, 1)
+    scores = {"n": float(len(samples))}
+    chosen = labels >= 0
+    if chosen.any():
+        scores["mood_accuracy"] = float((posterior.argmax(1)[chosen] == labels[chosen]).double().mean())
+        scores["loglik_per_token"] = float(loglik[chosen].gather(1, labels[chosen][:, None]).mean() / tokens.shape[1])
+    if (~chosen).any():
+        mixture = torch.logsumexp(model.log_class[None] + loglik[~chosen], 1)
+        scores["mixture_loglik_per_token"] = float(mixture.mean() / tokens.shape[1])
+    return scores

@@ -50,11 +50,13 @@ class ExactMixtureDenoiser(nn.Module):
     EMBEDDING_TILT = 30.0
 
     def _terms(self, x: torch.Tensor, t: torch.Tensor):
-        """Per-component log p(x_t, k), posterior means E[x0 | x_t, k] and the diffs."""
+        """Per-component log p(x_t, k) and posterior means E[x0 | x_t, k] at time t."""
+        t = t.to(x.dtype)
+        return self._terms_at(x, self.path.alpha(t)[:, None], self.path.sigma(t)[:, None])
+
+    def _terms_at(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
+        """The same for x = alpha x0 + sigma eps with explicit alpha, sigma [B, 1]."""
         dtype = x.dtype
-        t = t.to(dtype)
-        alpha = self.path.alpha(t)[:, None]  # [B, 1]
-        sigma = self.path.sigma(t)[:, None]
         means, stds = self.means.to(dtype), self.stds.to(dtype)
         var = alpha**2 * stds[None, :] ** 2 + sigma**2  # [B, K]
         diff = x[:, None, :] - alpha[:, :, None] * means[None]  # [B, K, D]
@@ -115,3 +117,74 @@ class ExactMixtureDenoiser(nn.Module):
         var = self.stds[None, :] ** 2
         log_lik = -0.5 * (diff**2).sum(-1) / var - x0.shape[1] * torch.log(self.stds)[None]
         return torch.softmax(self.log_weights[None] + log_lik, dim=1)
+
+
+class MixtureEnergy(ExactMixtureDenoiser):
+    """E(x, c) = -log p(x | c) of the mixture (the whole mixture for label -1).
+
+    Noise-conditional (``sigma_range``): ``model(x, cond, sigma=s)`` is the energy of the
+    data convolved with N(0, s^2 I), for annealed Langevin dynamics.
+    """
+
+    kind = "energy"
+    sigma_range = (0.01, 4.0)
+
+    def forward(self, x, cond, sigma=None):
+        ones = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        noise = ones * 0.0 if sigma is None else sigma.to(x.dtype).reshape(-1, 1)
+        logits, _ = self._terms_at(x, ones, noise)
+        label = cond["component"].to(x.device)
+        chosen = logits.gather(1, label.clamp(min=0)[:, None]).squeeze(1) - self.log_weights.to(x.dtype)[label.clamp(min=0)]
+        return -torch.where(label >= 0, chosen, torch.logsumexp(logits, 1))
+
+    def clean_logits(self, x):
+        """log p(k | x) for clean points: the classifier for energy composition."""
+        ones = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        return self._terms_at(x, ones, ones * 0.0)[0]
+
+
+class MixtureOneStep(ExactMixtureDenoiser):
+    """G(z, c): an exact one-step sampler of the mixture from z ~ N(0, I_3).
+
+    z[0] picks the component by the inverse CDF of the (conditional) component weights,
+    z[1:] is the offset within it: x = mu_k + s_k z[1:]. Truncating z concentrates
+    samples near the component means, as truncation does for a GAN.
+    """
+
+    kind = "one-step"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.latent_shape = (1 + self.means.shape[1],)
+
+    def forward(self, z, cond):
+        label = cond["component"].to(z.device)
+        u = torch.special.ndtr(z[:, 0].double())
+        cumulative = self.log_weights.exp().cumsum(0)
+        free = torch.searchsorted(cumulative, (u * cumulative[-1])[:, None].contiguous()).squeeze(1).clamp(max=len(cumulative) - 1)
+        component = torch.where(label >= 0, label, free)
+        return (self.means[component] + self.stds[component, None] * z[:, 1:].double()).to(z.dtype)
+
+
+class MixtureBayesianFlow(ExactMixtureDenoiser):
+    """The exact continuous Bayesian flow network output (Graves et al. 2023) for the mixture.
+
+    The input mean after accuracy gamma(t) = 1 - sigma1^(2t) is mu ~ N(gamma x,
+    gamma (1 - gamma) I), so x_hat = E[x | mu] is the mixture's posterior mean at
+    alpha = gamma, sigma = sqrt(gamma (1 - gamma)).
+    """
+
+    kind = "bayesian-flow"
+    num_classes = None
+
+    def __init__(self, *args, sigma1: float = 0.02, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sigma1 = sigma1
+
+    def forward(self, mu, t, cond):
+        gamma = (1 - self.sigma1 ** (2 * t.to(mu.dtype))).clamp(min=1e-12)[:, None]
+        logits, per_component = self._terms_at(mu, gamma, torch.sqrt(gamma * (1 - gamma)))
+        label = cond["component"].to(mu.device)
+        only = torch.where(torch.nn.functional.one_hot(label.clamp(min=0), logits.shape[1]).bool(), 0.0, -math.inf).to(logits.dtype)
+        logits = torch.where((label >= 0)[:, None], logits + only, logits)
+        return (torch.softmax(logits, 1)[..., None] * per_component).sum(1)

@@ -7,9 +7,18 @@ __condgen_api__ = "1.0"
 
 @condgen.hookimpl
 def register_generators(register):
-    from condgen_toy.generator import ToyGenerator
+    from condgen_toy import generator
 
-    register(ToyGenerator())
+    for cls in (
+        generator.ToyGenerator,
+        generator.ToyEnergyGenerator,
+        generator.ToyOneStepGenerator,
+        generator.ToyBayesianFlowGenerator,
+        generator.ToyTokensGenerator,
+        generator.ToyTokensMaskedGenerator,
+        generator.ToyTokensFlowGenerator,
+    ):
+        register(cls())
 
 
 @condgen.hookimpl
@@ -19,4 +28,7 @@ def register_datasets(register):
 
 @condgen.hookimpl
 def register_metrics(register):
-    register(condgen.Metric(name="mixture", impl="condgen_toy.evaluate:mixture_fit", summary="exact component accuracy, moment and mass errors", generators=("toy",)))
+    mixtures = ("toy", "toy-energy", "toy-onestep", "toy-bfn")
+    chains = ("toy-tokens", "toy-tokens-masked", "toy-tokens-bfn")
+    register(condgen.Metric(name="mixture", impl="condgen_toy.evaluate:mixture_fit", summary="exact component accuracy, moment and mass errors", generators=mixtures))
+    register(condgen.Metric(name="chain", impl="condgen_toy.evaluate:chain_fit", summary="exact mood accuracy and log-likelihood of sequences", generators=chains))

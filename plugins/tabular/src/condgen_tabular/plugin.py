@@ -30,7 +30,8 @@ def register_samplers(register):
 @condgen.hookimpl
 def register_datasets(register):
     for name in ("iris", "wine", "breast_cancer", "digits"):
-        register(condgen.Dataset(name=name, impl=f"condgen_tabular.data:{name}", summary=f"scikit-learn's {name} table (subsampled to small N)", generators=("tabular",)))
+        # prefixed: other plugins register e.g. 'digits'; the tables are used as -c data=NAME
+        register(condgen.Dataset(name=f"tabular-{name}", impl=f"condgen_tabular.data:{name}", summary=f"scikit-learn's {name} table; -c data={name}[:ROWS]", generators=("tabular",)))
 
 
 @condgen.hookimpl

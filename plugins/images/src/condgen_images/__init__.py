@@ -1,0 +1,1 @@
+"""condgen-images: class-conditional DiT and MaskGIT on digits and procedural shapes."""

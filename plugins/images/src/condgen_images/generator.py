@@ -1,0 +1,113 @@
+"""The images generators: DiT and MaskGIT on digits, DiT on procedural shapes.
+
+| generator | model | data | conditions |
+|---|---|---|---|
+| ``images`` (default) | DiT, eps, VP path | digits 8x8 grey | ``digit`` |
+| ``images-maskgit`` | MaskGIT, 8 grey levels | digits 8x8 grey | ``digit`` |
+| ``images-shapes`` | DiT, eps, VP path | shapes32 32x32 RGB | ``shape``, ``hue`` |
+
+Samples decode to HxW (grey) or HxWx3 float arrays in [0, 1], written as PNG (default)
+or ``--format npy``; every run also gets ``grid.png``, the samples with their conditions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import condgen
+
+from condgen_images.data import DIGITS, SHAPES
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+GRID_LIMIT = 256  # samples shown in grid.png
+
+
+class ImagesGenerator(condgen.Generator):
+    name = "images"
+    description = "class-conditional diffusion transformer (DiT) on 8x8 digits; CFG, any denoising sampler"
+    kind = "denoiser"
+    conditions = condgen.Schema({"digit": condgen.ClassLabel(names=DIGITS, description="which digit to draw (omit: any)")})
+    default_sampler = "dpmpp-2m"
+    default_steps = 20
+    default_guidance = ("cfg=2",)
+    formats = ("png", "npy")
+    weights = str(WEIGHTS_DIR / "images.safetensors")
+    bytes_per_sample = 1 << 18
+    #: (model, dataset) of the recipe in condgen_images.train.RECIPES
+    model_name = "dit"
+    dataset = "digits"
+    cell = 40  # pixels per sample in grid.png
+
+    def build_model(self, tensors, config):
+        from condgen_images.train import build
+
+        if config.get("model") != self.model_name or config.get("dataset") != self.dataset:
+            raise ValueError(f"checkpoint is a {config.get('model')} on {config.get('dataset')}, not {self.model_name} on {self.dataset}")
+        for key, names in config["conditions"].get("names", {}).items():
+            if list(names) != list(self.conditions[key].names):
+                raise ValueError(f"checkpoint class names of {key!r} differ from this plugin's")
+        model = build(config)
+        model.load_state_dict(tensors)
+        return model.eval()
+
+    def to_images(self, x):
+        """Sampled tensors (CPU) -> float images [N, H, W(, 3)] in [0, 1]."""
+        images = ((x.float() + 1) / 2).clamp(0, 1)
+        return images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)
+
+    def decode(self, x, conditions):
+        return [image.numpy() for image in self.to_images(x)]
+
+    def caption(self, condition: dict) -> str:
+        return self.conditions.display(condition).get("digit") or "any"
+
+    def preview(self, run_dir, indices, samples, conditions):
+        from condgen_images.grid import write_grid
+
+        shown = min(len(samples), GRID_LIMIT)
+        captions = [self.caption(c) for c in conditions[:shown]]
+        title = f"{self.name}: {shown} of {len(samples)} samples" if shown < len(samples) else f"{self.name}: {len(samples)} samples"
+        return [write_grid(Path(run_dir) / "grid.png", samples[:shown], captions, cell=self.cell, title=title)]
+
+    def train(self, *, dataset, out, steps, seed, resume, device, progress):
+        from condgen.execution import resolve_device
+
+        from condgen_images.train import recipe_for, train
+
+        recipe = recipe_for(self.model_name, dataset or self.dataset)
+        return train(recipe, Path(out), steps=steps, seed=seed, resume=resume, device=str(resolve_device(device)), progress=progress)
+
+
+class ImagesMaskGITGenerator(ImagesGenerator):
+    name = "images-maskgit"
+    description = "masked-token transformer (MaskGIT) on 8x8 digits quantised to 8 grey levels; ReCAP reuse via -o full_every=k"
+    kind = "masked-tokens"
+    default_sampler = "maskgit"
+    default_steps = 12
+    default_guidance = ("cfg=2",)
+    weights = str(WEIGHTS_DIR / "images-maskgit.safetensors")
+    model_name = "maskgit"
+
+    def to_images(self, x):
+        from condgen_images.train import DIGIT_CODEBOOK, dequantise_digits
+
+        return dequantise_digits(x, DIGIT_CODEBOOK)
+
+
+class ImagesShapesGenerator(ImagesGenerator):
+    name = "images-shapes"
+    description = "DiT on procedural 32x32 RGB shapes conditioned on shape class and hue; CFG drops both"
+    conditions = condgen.Schema({
+        "shape": condgen.ClassLabel(names=SHAPES, description="which shape to draw (omit: any)"),
+        "hue": condgen.Scalar(low=0.0, high=1.0, description="colour hue in [0, 1] (0 red, 1/3 green, 2/3 blue; omit: any)"),
+    })
+    default_steps = 20
+    weights = str(WEIGHTS_DIR / "images-shapes.safetensors")
+    bytes_per_sample = 1 << 20
+    dataset = "shapes32"
+    cell = 64
+
+    def caption(self, condition):
+        shown = self.conditions.display(condition)
+        hue = condition.get("hue")
+        return f"{shown.get('shape') or 'any'} {'h=' + format(hue, '.2f') if hue is not None else ''}".strip()

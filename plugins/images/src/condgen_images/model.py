@@ -1,0 +1,287 @@
+"""The networks: a diffusion transformer (DiT) and a masked-token transformer (MaskGIT).
+
+DiT (Peebles & Xie 2023), as in the paper at a CPU-sized scale: the image is cut into
+p x p patches, linearly embedded, given fixed 2-D sin-cos position embeddings and run
+through transformer blocks with adaLN-Zero conditioning — every block's LayerNorm
+shift/scale and residual gates come from (noise-level embedding + condition
+embedding) through a zero-initialised linear layer, so each block starts as the
+identity. A final adaLN layer and a zero-initialised linear map give the noise (eps)
+prediction per patch. The null condition (for classifier-free guidance) is a learned
+embedding: class index ``num_classes`` for labels, a learned vector for a missing hue.
+
+MaskGIT (Chang et al. 2022): images are token grids (pixels quantised to a small
+codebook); a bidirectional transformer with a class token in front predicts the
+logits of every position, trained on masked positions under the cosine masking
+schedule. ``cached`` implements context-feature reuse (ReCAP, Liu et al. 2025): a full
+pass returns every layer's keys and values; a light pass recomputes only the ``fresh``
+positions and lets them attend to the cached keys/values of the others.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from condgen.paths import VPPath
+
+# -- shared pieces -------------------------------------------------------------------------
+
+
+def make_path(config: dict):
+    spec = dict(config.get("path", {"name": "vp", "schedule": "linear"}))
+    if spec.pop("name") != "vp":
+        raise ValueError("images models use the VP path")
+    return VPPath(**spec)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of t in [0, 1] scaled to DDPM's 0..1000 steps (as DiT does)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def sincos_2d(height: int, width: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embeddings [height * width, dim] (MAE / DiT)."""
+    quarter = dim // 4
+    omega = 1.0 / 10_000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
+    parts = []
+    for coord in (ys.reshape(-1), xs.reshape(-1)):
+        args = coord[:, None] * omega[None]
+        parts += [torch.sin(args), torch.cos(args)]
+    return torch.cat(parts, dim=1)
+
+
+class ConditionEmbedding(nn.Module):
+    """Embeds the encoded condition batch into one vector per sample.
+
+    ``labels``: {key: number of classes} (null -1 -> a learned extra class);
+    ``scalars``: keys of scalars in [0, 1] that are periodic (hue): Fourier features
+    sin/cos(2 pi k h), k = 1..4, then a linear map; NaN -> a learned null vector.
+    """
+
+    def __init__(self, dim: int, labels: dict[str, int], scalars: tuple[str, ...] = ()):
+        super().__init__()
+        self.labels = dict(labels)
+        self.scalars = tuple(scalars)
+        self.tables = nn.ModuleDict({k: nn.Embedding(n + 1, dim) for k, n in self.labels.items()})
+        self.scalar_maps = nn.ModuleDict({k: nn.Linear(8, dim) for k in self.scalars})
+        self.scalar_nulls = nn.ParameterDict({k: nn.Parameter(torch.zeros(dim)) for k in self.scalars})
+        for table in self.tables.values():
+            nn.init.normal_(table.weight, std=0.02)
+
+    def forward(self, cond: dict, batch: int, device) -> torch.Tensor:
+        out = torch.zeros(batch, next(self.parameters()).shape[-1], device=device)
+        for key, n in self.labels.items():
+            label = cond[key].to(device).long()
+            out = out + self.tables[key](torch.where(label < 0, torch.full_like(label, n), label))
+        for key in self.scalars:
+            value = cond[key].to(device).float()
+            missing = torch.isnan(value)
+            k = torch.arange(1, 5, device=device, dtype=torch.float32)
+            angle = 2 * math.pi * torch.nan_to_num(value)[:, None] * k[None]
+            features = self.scalar_maps[key](torch.cat([torch.sin(angle), torch.cos(angle)], -1))
+            out = out + torch.where(missing[:, None], self.scalar_nulls[key][None].expand_as(features), features)
+        return out
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def qkv_heads(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return q, k, v  # each [B, heads, n, d_head]
+
+    def attend(self, q, k, v):
+        out = F.scaled_dot_product_attention(q, k, v)
+        b, h, n, dh = out.shape
+        return self.proj(out.transpose(1, 2).reshape(b, n, h * dh))
+
+    def forward(self, x):
+        return self.attend(*self.qkv_heads(x))
+
+
+def mlp(dim: int, ratio: int = 4) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, ratio * dim), nn.GELU(approximate="tanh"), nn.Linear(ratio * dim, dim))
+
+
+# -- DiT -----------------------------------------------------------------------------------
+
+
+class DiTBlock(nn.Module):
+    """A transformer block with adaLN-Zero: shift/scale/gate of both branches from c."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = mlp(dim)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x, c):
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class DiT(nn.Module):
+    """Class-conditional diffusion transformer; a condgen Denoiser predicting eps."""
+
+    kind = "denoiser"
+
+    def __init__(self, *, image_size: int, channels: int, patch: int, width: int, depth: int, heads: int,
+                 labels: dict[str, int], scalars: tuple[str, ...] = (), path=None, prediction: str = "eps"):
+        super().__init__()
+        if image_size % patch:
+            raise ValueError(f"image size {image_size} is not a multiple of patch {patch}")
+        self.image_size, self.channels, self.patch = image_size, channels, patch
+        self.grid = image_size // patch
+        self.sample_shape = (channels, image_size, image_size)
+        self.path = path or VPPath("linear")
+        self.prediction = prediction
+        self.embed = nn.Linear(channels * patch * patch, width)
+        self.register_buffer("pos", sincos_2d(self.grid, self.grid, width), persistent=False)
+        self.t_embed = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.c_embed = ConditionEmbedding(width, labels, scalars)
+        self.blocks = nn.ModuleList(DiTBlock(width, heads) for _ in range(depth))
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, channels * patch * patch)
+        for layer in (self.ada_out[1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.width = width
+
+    def patchify(self, x):
+        b, c, h, w = x.shape
+        p = self.patch
+        return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // p) * (w // p), c * p * p)
+
+    def unpatchify(self, tokens):
+        b, g, p, c = tokens.shape[0], self.grid, self.patch, self.channels
+        return tokens.reshape(b, g, g, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, g * p, g * p)
+
+    def embed_condition(self, cond: dict, batch: int, device) -> torch.Tensor:
+        return self.c_embed(cond, batch, device)
+
+    def forward(self, x, t, cond, condition_embedding=None):
+        dtype = x.dtype
+        x = x.float()
+        t = t.to(x.device).float().expand(x.shape[0])
+        c = self.t_embed(timestep_embedding(t, self.width))
+        c = c + (condition_embedding if condition_embedding is not None else self.embed_condition(cond, x.shape[0], x.device))
+        h = self.embed(self.patchify(x)) + self.pos[None]
+        for block in self.blocks:
+            h = block(h, c)
+        shift, scale = self.ada_out(c).chunk(2, dim=-1)
+        return self.unpatchify(self.out(modulate(self.norm_out(h), shift, scale))).to(dtype)
+
+
+# -- MaskGIT -------------------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    """Pre-LN bidirectional transformer block, split so a light pass can reuse keys/values."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = mlp(dim)
+
+    def forward(self, x, keys=None, values=None, index=None):
+        """``index`` [B, m]: x holds only those positions; their keys/values are written
+        into ``keys``/``values`` (all positions, updated in place) and attended over."""
+        q, k, v = self.attn.qkv_heads(self.norm1(x))
+        if index is not None:
+            gather = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3])
+            keys.scatter_(2, gather, k)
+            values.scatter_(2, gather, v)
+            k, v = keys, values
+        x = x + self.attn.attend(q, k, v)
+        return x + self.mlp(self.norm2(x)), k, v
+
+
+class MaskGIT(nn.Module):
+    """Bidirectional transformer over a token grid; a condgen MaskedTokens model."""
+
+    kind = "masked-tokens"
+
+    def __init__(self, *, grid: tuple[int, ...], codebook: int, width: int, depth: int, heads: int,
+                 labels: dict[str, int], scalars: tuple[str, ...] = ()):
+        super().__init__()
+        self.sample_shape = tuple(grid)
+        self.length = math.prod(grid)
+        self.codebook = codebook
+        self.mask_id = codebook
+        self.tok = nn.Embedding(codebook + 1, width)
+        self.pos = nn.Parameter(torch.zeros(1, self.length + 1, width))
+        self.c_embed = ConditionEmbedding(width, labels, scalars)
+        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, codebook)
+        nn.init.normal_(self.pos, std=0.02)
+        nn.init.normal_(self.tok.weight, std=0.02)
+
+    def _inputs(self, tokens, cond):
+        b = tokens.shape[0]
+        h = self.tok(tokens.reshape(b, -1))
+        cls = self.c_embed(cond, b, tokens.device)[:, None]
+        return torch.cat([cls, h], dim=1) + self.pos
+
+    def _logits(self, h):
+        return self.head(self.norm(h))
+
+    def forward(self, tokens, cond):
+        h = self._inputs(tokens, cond)
+        for block in self.blocks:
+            h, _, _ = block(h)
+        return self._logits(h[:, 1:]).reshape(*tokens.shape, self.codebook)
+
+    def cached(self, tokens, cond, cache=None, fresh=None):
+        """ReCAP: a full pass (cache=None) that keeps each layer's keys/values, or a light
+        pass that recomputes only ``fresh`` positions; see condgen.models.MaskedTokens."""
+        b = tokens.shape[0]
+        if cache is None:
+            h = self._inputs(tokens, cond)
+            keys, values = [], []
+            for block in self.blocks:
+                h, k, v = block(h)
+                keys.append(k.clone())
+                values.append(v.clone())
+            logits = self._logits(h[:, 1:])
+            return logits.reshape(*tokens.shape, self.codebook), {"keys": keys, "values": values, "logits": logits}
+        fresh = fresh.reshape(b, -1)
+        m = int(fresh.sum(1).max())
+        logits = cache["logits"].clone()
+        if m == 0:
+            return logits.reshape(*tokens.shape, self.codebook), {**cache, "logits": logits}
+        # The m positions per row to recompute: every fresh one (rows with fewer fresh
+        # positions recompute a few extra, which is exact, just not free).
+        order = torch.sort(fresh.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :m]
+        index = order + 1  # +1: the class token sits at position 0
+        full = self._inputs(tokens, cond)
+        h = full.gather(1, index[..., None].expand(-1, -1, full.shape[-1]))
+        keys, values = cache["keys"], cache["values"]  # updated in place
+        for block, k, v in zip(self.blocks, keys, values):
+            h, _, _ = block(h, k, v, index)
+        logits.scatter_(1, order[..., None].expand(-1, -1, self.codebook), self._logits(h))
+        return logits.reshape(*tokens.shape, self.codebook), {"keys": keys, "values": values, "logits": logits}

@@ -63,7 +63,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true", help="update docs/plugins/tabular.md and the plot")
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from benchmarks/tabular_augmentation.json")
     args = parser.parse_args()
+    if args.plot_only:
+        saved = json.loads((ROOT / "benchmarks" / "tabular_augmentation.json").read_text())
+        plot({name: {int(n): rows for n, rows in by_n.items()} for name, by_n in saved.items()}, args.sizes)
+        return
     gen = condgen.load("tabular")
     results: dict = {}
     started = time.perf_counter()
@@ -133,6 +138,7 @@ def plot(results, sizes):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2), dpi=110)
     for ax, (name, by_n) in zip(np.atleast_1d(axes), results.items()):
@@ -143,6 +149,7 @@ def plot(results, sizes):
         ax.set_xlabel("real training rows N")
         ax.set_xscale("log")
         ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     np.atleast_1d(axes)[0].set_ylabel("mean balanced accuracy")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()

@@ -11,6 +11,24 @@ Samplers work in the scaled variable x / alpha, whose noise level is the ratio
 The coefficient functions accept numpy arrays (host schedules, float64) and torch
 tensors (inside a model, on its device) alike, so a model and the sampler read the
 same formulas.
+
+Paths: ``VPPath`` (linear or cosine betas), ``VEPath`` (geometric sigmas), ``EDMPath``
+(t = sigma, Karras grid by default) and ``FlowPath`` (rectified flow, alpha = 1 - t,
+sigma = t, with an optional time shift).
+
+Discretisations (``DISCRETISATIONS``):
+
+- ``uniform``: equal steps in t from ``t_max`` to 0.
+- ``karras``: equal steps in ratio^(1/rho) (Karras et al. 2022, eq. 5) between the
+  path's smallest and largest evaluated ratio, then a final jump to 0.
+- ``trailing``: uniform steps counted from ``t_max`` and rounded to the model's
+  ``train_steps`` discrete training times (Lin et al. 2024, "Common Diffusion Noise
+  Schedules and Sample Steps are Flawed", table 2). ``uniform`` is already trailing in
+  continuous time; the two differ only where ``steps`` does not divide ``train_steps``.
+
+Any of them can be shifted (Esser et al. 2024, SD3, eq. 23): u -> s u / (1 + (s - 1) u)
+on u = t / t_max, which moves steps towards high noise for s > 1. On the flow path with
+t_max = 1 this multiplies the noise ratio by exactly s.
 """
 
 from __future__ import annotations
@@ -20,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DISCRETISATIONS = ("uniform", "karras")
+DISCRETISATIONS = ("uniform", "karras", "trailing")
 
 
 def _xp(t):
@@ -46,11 +64,17 @@ class Schedule:
 
     @property
     def ratio(self) -> np.ndarray:
-        return self.sigma / self.alpha
+        with np.errstate(divide="ignore"):  # infinite where alpha = 0 (pure noise)
+            return self.sigma / self.alpha
 
     @property
     def steps(self) -> int:
         return len(self.t) - 1
+
+
+def shift_time(u, shift: float):
+    """SD3's time shift on u in [0, 1]: s u / (1 + (s - 1) u); identity for s = 1."""
+    return shift * u / (1 + (shift - 1) * u)
 
 
 class NoisePath:
@@ -58,6 +82,16 @@ class NoisePath:
 
     name = "path"
     t_max = 1.0
+    #: Smallest t a sampler evaluates the model at before the final jump to 0.
+    t_min_eval = 1e-3
+    #: Discretisation a sampler uses when none is asked for.
+    default_discretisation = "uniform"
+    #: Karras rho used when none is asked for.
+    rho = 7.0
+    #: Time shift used when none is asked for (see ``shift_time``).
+    shift = 1.0
+    #: Number of discrete training times (for the ``trailing`` discretisation).
+    train_steps = 1000
 
     def alpha(self, t):
         raise NotImplementedError
@@ -77,28 +111,50 @@ class NoisePath:
 
     def ratio_range(self) -> tuple[float, float]:
         """(smallest, largest) sigma/alpha a sampler visits before the final jump to 0."""
-        t = np.array([self.t_min_eval, self.t_max], dtype=np.float64)
-        r = self.sigma(t) / self.alpha(t)
+        r = self.at([self.t_min_eval, self.t_max]).ratio
         return float(r[0]), float(r[1])
 
-    t_min_eval = 1e-3
+    def at(self, t) -> Schedule:
+        """alpha and sigma at arbitrary times ``t`` (float64, on the host), as a Schedule."""
+        t = np.asarray(t, dtype=np.float64)
+        return Schedule(t=t, alpha=self.alpha(t), sigma=self.sigma(t))
 
-    def schedule(self, steps: int, discretisation: str = "uniform", rho: float = 7.0) -> Schedule:
-        if steps < 1:
-            raise ValueError("steps must be at least 1")
+    def schedule(self, steps: int, discretisation: str | None = None, rho: float | None = None, shift: float | None = None) -> Schedule:
+        """``steps + 1`` grid points from ``t_max`` to clean (sigma = 0 exactly), float64.
+
+        ``discretisation``, ``rho`` and ``shift`` default to the path's own.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        discretisation = discretisation or self.default_discretisation
+        rho = self.rho if rho is None else float(rho)
+        shift = self.shift if shift is None else float(shift)
+        if not shift > 0:
+            raise ValueError(f"shift must be positive, got {shift}")
         if discretisation == "uniform":
             t = np.linspace(self.t_max, 0.0, steps + 1, dtype=np.float64)
         elif discretisation == "karras":
             # Karras et al. 2022, eq. 5: equal steps in ratio^(1/rho), then a final jump to 0.
+            if not rho > 0:
+                raise ValueError(f"rho must be positive, got {rho}")
             lo, hi = self.ratio_range()
+            if not math.isfinite(hi):
+                raise ValueError(f"the karras grid needs a finite largest noise ratio, and path {self.name!r} is pure noise at t_max = {self.t_max:g}")
             ramp = np.linspace(0.0, 1.0, steps, dtype=np.float64)
             ratios = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
             t = np.append(self.t_of_ratio(ratios), 0.0)
+            t[0] = self.t_max  # exactly, whatever rounding said
+        elif discretisation == "trailing":
+            # Lin et al. 2024: round(T - k T / N) training steps, counted from the last one.
+            T = self.train_steps
+            t = np.append(np.round(T - np.arange(steps) * T / steps) / T * self.t_max, 0.0)
         else:
             raise ValueError(f"unknown discretisation {discretisation!r}; known: {', '.join(DISCRETISATIONS)}")
-        alpha, sigma = self.alpha(t), self.sigma(t)
-        sigma[-1] = 0.0  # exactly clean at the end, whatever rounding said
-        return Schedule(t=t, alpha=alpha, sigma=sigma)
+        if shift != 1.0:
+            t = self.t_max * shift_time(t / self.t_max, shift)
+        grid = self.at(t)
+        grid.sigma[-1] = 0.0  # exactly clean at the end, whatever rounding said
+        return grid
 
     def coefficients(self, t: float) -> dict:
         """alpha, sigma and derivatives at a single t, as floats (for prediction conversion)."""
@@ -163,13 +219,51 @@ class VPPath(NoisePath):
         return {"name": self.name, "schedule": self.kind, "beta_min": self.beta_min, "beta_max": self.beta_max}
 
 
+class VEPath(NoisePath):
+    """Variance exploding (Song et al. 2021, SMLD): alpha = 1, sigma = sigma_min (sigma_max / sigma_min)^t.
+
+    sigma never reaches 0 continuously; the schedule's last point is the clean data, as
+    in the paper's final denoising step.
+    """
+
+    name = "ve"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        self.log_span = math.log(sigma_max / sigma_min)
+
+    def alpha(self, t):
+        return _xp(t).ones_like(_arr(t))
+
+    def sigma(self, t):
+        return self.sigma_min * _xp(t).exp(_arr(t) * self.log_span)
+
+    def dalpha(self, t):
+        return _xp(t).zeros_like(_arr(t))
+
+    def dsigma(self, t):
+        return self.sigma(t) * self.log_span
+
+    def t_of_ratio(self, ratio):
+        return np.log(np.asarray(ratio, dtype=np.float64) / self.sigma_min) / self.log_span
+
+    def describe(self):
+        return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+
+
 class EDMPath(NoisePath):
-    """Variance exploding with t = sigma (Karras et al. 2022): alpha = 1, sigma = t."""
+    """Variance exploding with t = sigma (Karras et al. 2022): alpha = 1, sigma = t.
+
+    Samplers default to the Karras grid with this path's ``rho``.
+    """
 
     name = "edm"
+    default_discretisation = "karras"
 
-    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
-        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
+        self.sigma_min, self.sigma_max, self.rho = sigma_min, sigma_max, rho
         self.t_max, self.t_min_eval = sigma_max, sigma_min
 
     def alpha(self, t):
@@ -188,4 +282,54 @@ class EDMPath(NoisePath):
         return np.asarray(ratio, dtype=np.float64)
 
     def describe(self):
-        return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+        return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "rho": self.rho}
+
+
+class FlowPath(NoisePath):
+    """Rectified flow (Liu et al. 2023; Lipman et al. 2023): alpha = 1 - t, sigma = t.
+
+    ``shift`` is the SD3 time shift (Esser et al. 2024) applied to every grid. ``t_max``
+    is 0.999 by default so that alpha > 0 and the samplers that work in x / alpha can
+    start there too (as diffusers does); the flow samplers accept ``t_max=1``.
+    """
+
+    name = "flow"
+
+    def __init__(self, shift: float = 1.0, t_max: float = 0.999):
+        if not shift > 0:
+            raise ValueError(f"shift must be positive, got {shift}")
+        if not 0 < t_max <= 1:
+            raise ValueError(f"t_max must be in (0, 1], got {t_max}")
+        self.shift, self.t_max = float(shift), float(t_max)
+
+    def alpha(self, t):
+        return 1.0 - _arr(t)
+
+    def sigma(self, t):
+        return _arr(t) * 1.0
+
+    def dalpha(self, t):
+        return -_xp(t).ones_like(_arr(t))
+
+    def dsigma(self, t):
+        return _xp(t).ones_like(_arr(t))
+
+    def t_of_ratio(self, ratio):
+        ratio = np.asarray(ratio, dtype=np.float64)
+        return ratio / (1.0 + ratio)
+
+    def describe(self):
+        return {"name": self.name, "shift": self.shift, "t_max": self.t_max}
+
+
+#: Paths by name, for configs: ``make_path({"name": "flow", "shift": 3})``.
+PATHS = {"vp": VPPath, "ve": VEPath, "edm": EDMPath, "flow": FlowPath}
+
+
+def make_path(spec: dict) -> NoisePath:
+    """A path from a config dict such as ``{"name": "vp", "schedule": "cosine"}``."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name not in PATHS:
+        raise ValueError(f"unknown path {name!r}; known: {', '.join(PATHS)}")
+    return PATHS[name](**spec)

@@ -28,7 +28,13 @@ PREDICTIONS = ("eps", "x0", "v", "score", "velocity")
 
 @runtime_checkable
 class Denoiser(Protocol):
-    """``model(x_t, t, cond) -> prediction``; ``t`` is a float tensor of shape [B] on ``path``."""
+    """``model(x_t, t, cond) -> prediction``; ``t`` is a float tensor of shape [B] on ``path``.
+
+    ``prediction`` names what the network returns (see ``PREDICTIONS``); the samplers
+    convert it with ``convert_prediction``. Samplers: ddpm, ddim, euler, euler-a, heun,
+    dpmpp-2m, dpmpp-3m, sde-pc (in x / alpha) and flow-euler / -heun / -midpoint / -rk4
+    (in x_t, on the velocity).
+    """
 
     kind: str  # "denoiser"
     prediction: str  # one of PREDICTIONS
@@ -40,17 +46,37 @@ class Denoiser(Protocol):
 
 @runtime_checkable
 class BayesianFlow(Protocol):
-    """``model(theta, t, cond) -> output-distribution logits`` (discrete) or x0 (continuous)."""
+    """A Bayesian flow network (Graves et al. 2023): ``model(theta, t, cond)``; ``t`` is [B].
+
+    Discrete data (``num_classes`` = K): ``theta`` [B, *sample_shape, K] holds the input
+    distribution's probabilities and the model returns the output distribution's logits of
+    the same shape. ``beta1`` is the final accuracy and ``accuracy_schedule`` either
+    ``"quadratic"`` (Graves: beta(t) = beta1 t^2, the default) or ``"chembfn"`` (Tao et
+    al. 2024: beta(t) = -4/K ln(1 - t + t exp(-K beta1 / 4))).
+
+    Continuous data (``num_classes`` None): ``theta`` is the input mean mu
+    [B, *sample_shape] and the model returns its prediction of x (Graves' x-hat, with any
+    clipping and its t_min rule done inside the model). ``sigma1`` is the final standard
+    deviation of the input distribution.
+    """
 
     kind: str  # "bayesian-flow"
     sample_shape: tuple[int, ...]
+    num_classes: int | None
+    # beta1: float (discrete) / sigma1: float (continuous); accuracy_schedule: str (optional)
 
     def __call__(self, theta, t, cond): ...
 
 
 @runtime_checkable
 class Energy(Protocol):
-    """``model(x, cond) -> energy`` of shape [B]; the score is ``-grad_x E`` by autograd."""
+    """``model(x, cond) -> energy`` of shape [B]; the score is ``-grad_x E`` by autograd.
+
+    A noise-conditional energy (annealed Langevin, Song & Ermon 2019) declares
+    ``sigma_range = (sigma_min, sigma_max)`` and accepts ``model(x, cond, sigma=s)`` with
+    ``s`` a [B] tensor: the energy of the data convolved with N(0, s^2 I). Wrappers
+    (guidance) must pass ``sigma`` through.
+    """
 
     kind: str  # "energy"
     sample_shape: tuple[int, ...]
@@ -60,17 +86,34 @@ class Energy(Protocol):
 
 @runtime_checkable
 class Autoregressive(Protocol):
-    """``model(tokens, cond, cache) -> (next-token logits [B, V], cache)``."""
+    """``model(tokens, cond, cache=None) -> (next-token logits [B, V], cache)``.
+
+    ``sample_shape = (max_length,)``. With ``cache=None`` the model sees every token so
+    far ([B, L], L may be 0); a model that returns a cache (for instance per-layer keys
+    and values) gets only the new tokens ([B, 1]) and that cache on the next call; a
+    model that returns ``None`` always gets the whole sequence. Optional: ``bos_id``
+    (a first token fed but not returned) and ``eos_id`` (after it a sequence repeats it).
+    """
 
     kind: str  # "autoregressive"
     vocab_size: int
+    sample_shape: tuple[int, ...]
 
     def __call__(self, tokens, cond, cache=None): ...
 
 
 @runtime_checkable
 class MaskedTokens(Protocol):
-    """``model(tokens, cond) -> logits [B, L, V]``; ``mask_id`` marks positions to fill."""
+    """``model(tokens, cond) -> logits [B, *sample_shape, V]``; ``mask_id`` marks positions to fill.
+
+    Optional context-feature reuse (ReCAP, Liu et al. 2025): a model may also offer
+    ``model.cached(tokens, cond, cache=None, fresh=None) -> (logits, cache)``. With
+    ``cache=None`` it is a full evaluation that also returns the features of every
+    position (for a transformer, each layer's keys and values). With a cache it is a
+    light evaluation: only positions where ``fresh`` ([B, *sample_shape] bool) is true
+    (the masked ones and those decoded since the cache was made) are recomputed, the
+    others' features come from the cache, and the cache comes back updated.
+    """
 
     kind: str  # "masked-tokens"
     mask_id: int
@@ -81,7 +124,7 @@ class MaskedTokens(Protocol):
 
 @runtime_checkable
 class OneStep(Protocol):
-    """``model(z, cond) -> sample``: one network evaluation from latent noise."""
+    """``model(z, cond) -> sample``: one network evaluation from latent noise z ~ N(0, I)."""
 
     kind: str  # "one-step"
     latent_shape: tuple[int, ...]

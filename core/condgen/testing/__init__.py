@@ -1,15 +1,48 @@
-"""Helpers for testing condgen and its plugins: run the CLI, check errors, fake installs.
+"""Testing condgen and its plugins: the conformance kit, CLI runners, fake installs.
 
-(The full conformance kit for plugin authors grows here.)
+For plugin authors (see ``docs/plugin-authors.md``), one class runs every check a
+plugin must pass::
+
+    from condgen.testing import ConformanceTests
+
+    class TestConformance(ConformanceTests):
+        plugin = "waves"          # the entry-point name of the plugin under test
+
+The checks are also plain functions (``condgen.testing.checks``) and the pytest plugin
+(entry point ``pytest11``, loaded wherever condgen is installed) adds the fixtures
+``condgen_env`` (fresh plugin state, private cache), ``core`` (the CLI in process) and
+``plugin_site`` (fake installed plugins).
+
+Importing this package imports neither torch nor pytest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+#: What the kit's checks and ConformanceTests are imported from on first use (PEP 562),
+#: so that the helpers below work without pytest installed.
+_LAZY = {
+    "ConformanceTests": "condgen.testing.conformance",
+    "checks": "condgen.testing.checks",
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'condgen.testing' has no attribute {name!r}")
+    from importlib import import_module
+
+    module = import_module(_LAZY[name])
+    value = module if name == "checks" else getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 class PluginSite:
@@ -39,6 +72,25 @@ class PluginSite:
         plugins.reset()
         return module
 
+
+def isolate(monkeypatch, tmp_path: Path) -> None:
+    """Fresh plugin state, a private weights cache, no plugin switches from the caller's shell."""
+    from condgen import plugins
+
+    plugins.reset()
+    monkeypatch.setenv("CONDGEN_CACHE", str(tmp_path / "condgen-cache"))
+    monkeypatch.delenv("CONDGEN_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("CONDGEN_STRICT_PLUGINS", raising=False)
+
+
+def invoke_core(*args) -> tuple[int, str, str]:
+    """``core ARGS`` in this process: (exit code, stdout, stderr)."""
+    from condgen.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
 
 
 def run_core(*args, env=None, cwd=None, timeout=120):

@@ -5,8 +5,9 @@ p x p patches, linearly embedded, given fixed 2-D sin-cos position embeddings an
 through transformer blocks with adaLN-Zero conditioning — every block's LayerNorm
 shift/scale and residual gates come from (noise-level embedding + condition
 embedding) through a zero-initialised linear layer, so each block starts as the
-identity. A final adaLN layer and a zero-initialised linear map give the noise (eps)
-prediction per patch. The null condition (for classifier-free guidance) is a learned
+identity. A final adaLN layer and a zero-initialised linear map give the prediction
+per patch (v = alpha eps - sigma x0 for the shipped models; eps as in the paper also
+works: the samplers convert either). The null condition (for classifier-free guidance) is a learned
 embedding: class index ``num_classes`` for labels, a learned vector for a missing hue.
 
 MaskGIT (Chang et al. 2022): images are token grids (pixels quantised to a small
@@ -142,7 +143,7 @@ class DiTBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """Class-conditional diffusion transformer; a condgen Denoiser predicting eps."""
+    """Class-conditional diffusion transformer; a condgen Denoiser predicting v (or eps)."""
 
     kind = "denoiser"
 

@@ -100,7 +100,7 @@ def model_config(recipe: Recipe, **arch) -> dict:
         image = {"image_size": 32, "channels": 3}
     config = {"model": recipe.model, "dataset": recipe.dataset, "arch": arch, "conditions": conditions, **image}
     if recipe.model == "dit":
-        config.update(path=PATH, prediction="eps")
+        config.update(path=PATH, prediction=recipe.extra.get("prediction", "v"))
     else:
         config.update(codebook=DIGIT_CODEBOOK, grid=[8, 8])
     return config
@@ -133,12 +133,18 @@ def drop_labels(cond: dict, rate: float, gen: torch.Generator) -> dict:
 
 
 def dit_loss(model: DiT, x0: torch.Tensor, cond: dict, gen: torch.Generator) -> torch.Tensor:
-    """The eps-prediction loss ||eps_theta(alpha x0 + sigma eps, t, c) - eps||^2, t ~ U[t_min, 1]."""
+    """||f_theta(alpha x0 + sigma eps, t, c) - target||^2, t ~ U[t_min, 1]; the target is eps
+    or v = alpha eps - sigma x0 (Salimans & Ho 2022), as the model declares.
+
+    v weights the eps error by 1 / alpha^2: at high noise, where the class is decided and
+    the eps error is nearly zero whatever the label, v still asks for the class's image."""
     t = T_MIN + (1 - T_MIN) * torch.rand(x0.shape[0], generator=gen)
     eps = torch.randn(x0.shape, generator=gen)
     shape = (-1,) + (1,) * (x0.dim() - 1)
-    x_t = model.path.alpha(t).reshape(shape) * x0 + model.path.sigma(t).reshape(shape) * eps
-    return F.mse_loss(model(x_t, t, cond), eps)
+    alpha, sigma = model.path.alpha(t).reshape(shape), model.path.sigma(t).reshape(shape)
+    x_t = alpha * x0 + sigma * eps
+    target = eps if model.prediction == "eps" else alpha * eps - sigma * x0
+    return F.mse_loss(model(x_t, t, cond), target)
 
 
 def mask_tokens(tokens: torch.Tensor, mask_id: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,4 +281,4 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
 
 def tiny(recipe: Recipe, **overrides) -> Recipe:
     """A copy of ``recipe`` for tests: small batch, short warm-up."""
-    return replace(recipe, **{"batch": 32, "warmup": 10, "save_every": 10, **overrides})
+    return replace(recipe, **{"batch": 32, "warmup": 10, "lr": 2e-3, "save_every": 10, **overrides})

@@ -16,22 +16,32 @@ from pathlib import Path
 
 import click
 
-from condgen.errors import CondgenError, OutputError, UsageError
+from condgen.errors import CondgenError, OutputError, PluginError, UsageError
 
-BUILTIN_COMMANDS = {"plugins", "generate", "train", "evaluate", "samplers", "guidance", "info"}
+BUILTIN_COMMANDS = {
+    "plugins", "generate", "train", "evaluate", "samplers", "guidance", "info", "plugin", "registry", "install", "uninstall",
+}
 
 
 class CoreGroup(click.Group):
-    """Adds plugin commands (``register_commands``) only when a non-built-in name is asked for."""
+    """Adds plugin commands (``register_commands``) only when a non-built-in name is asked for.
 
-    _plugin_commands_loaded = False
+    They come from the current plugin manager: after ``condgen.plugins.reset()`` (tests,
+    a plugin installed at run time) the next lookup adds the commands afresh.
+    """
+
+    _plugin_commands_from = None
 
     def _load_plugin_commands(self):
-        if not self._plugin_commands_loaded:
-            self._plugin_commands_loaded = True
-            from condgen.plugins import get_plugin_manager
+        from condgen.plugins import get_plugin_manager
 
-            get_plugin_manager().register_commands(self)
+        manager = get_plugin_manager()
+        if manager is self._plugin_commands_from:
+            return
+        for name in [n for n in self.commands if n not in BUILTIN_COMMANDS]:
+            del self.commands[name]
+        self._plugin_commands_from = manager
+        manager.register_commands(self)
 
     def get_command(self, ctx, name):
         if name not in BUILTIN_COMMANDS:
@@ -52,6 +62,8 @@ def cli():
     core plugins                       what is installed, and its status
     core generate --plugin toy -n 64   samples + manifest in a new run directory
     core samplers / core guidance      the shared algorithms
+    core plugins search TERM           published plugins; core install NAME
+    core plugin new NAME               start a plugin from the template
     """
 
 
@@ -92,13 +104,28 @@ def _table(rows: list[dict], columns: list[str]):
 # -- plugins ------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json):
-    """List installed plugins: version, status (loaded/failed/incompatible/blocked), what they provide."""
+@click.option("--requirements", is_flag=True, help="Print a pip requirements file that reinstalls the core and every plugin as installed.")
+@click.pass_context
+def plugins(ctx, as_json, requirements):
+    """List installed plugins: version, status (loaded/failed/incompatible/blocked), what they provide.
+
+    \b
+    core plugins search TERM       published plugins in the registry
+    core plugins --requirements    pins that rebuild this environment
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from condgen.plugins import get_plugin_manager
 
-    records = [r.as_dict() for r in get_plugin_manager().records.values()]
+    manager = get_plugin_manager()
+    if requirements:
+        from condgen.install import requirements as requirement_lines
+
+        click.echo(requirement_lines(manager.records), nl=False)
+        return
+    records = [r.as_dict() for r in manager.records.values()]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
@@ -107,6 +134,137 @@ def plugins(as_json):
         provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["provides"].items())
         rows.append({**r, "provides": provides, "error": r["error"]})
     _table(rows, ["name", "version", "status", "provides", "error"])
+
+
+_INDEX_OPTION = click.option("--index", "index_source", metavar="PATH|URL", help="Registry index (default: $CONDGEN_REGISTRY or the one shipped with condgen).")
+
+
+@plugins.command("search")
+@click.argument("term", default="")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_INDEX_OPTION
+def plugins_search(term, as_json, index_source):
+    """Published plugins whose name, distribution, summary or domains contain TERM."""
+    from condgen import index
+
+    found = index.search(term, index_source)
+    if not found:
+        raise CondgenError(f"no plugin in the registry matches {term!r}; `core plugins search` lists them all")
+    rows = [
+        {**e, "domains": ", ".join(e.get("domains", [])), "api_ok": index.api_compatible(e), "installed": index.installed_version(e.get("distribution", "")) or ""}
+        for e in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table([{**r, "api": f"{r.get('condgen_api', '')} ({'ok' if r['api_ok'] else 'incompatible'})"} for r in rows], ["name", "distribution", "summary", "domains", "api", "gpu", "installed"])
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("-e", "--editable", "editables", multiple=True, metavar="PATH", help="Install a plugin's project folder in editable mode (repeatable).")
+@click.option("-U", "--upgrade", is_flag=True, help="Upgrade to the newest allowed version.")
+@click.option("--dry-run", is_flag=True, help="Print the pip command instead of running it.")
+@_INDEX_OPTION
+def install(targets, editables, upgrade, dry_run, index_source):
+    """Install plugins with pip into this environment: registry NAMEs, wheels, folders, -e PATH.
+
+    \b
+    core install waves                 the registry's distribution for plugin waves
+    core install ./condgen-waves       a project folder (or dist/condgen_waves-0.1.0-py3-none-any.whl)
+    core install -e ./condgen-waves    editable, for plugin development
+    """
+    import shlex
+
+    from condgen import install as installer
+
+    args, distributions = installer.resolve(targets, editables, index_source)
+    args = ["install", *(["--upgrade"] if upgrade else []), *args]
+    if dry_run:
+        click.echo(shlex.join(installer.pip_command(*args)))
+        return
+    before = installer.installed_plugins()
+    warnings = installer.run_pip(args)
+    if warnings.strip():
+        click.echo(warnings.rstrip(), err=True)
+    changed = installer.changed_plugins(before, installer.plugin_statuses(), distributions)
+    if not changed:
+        click.echo("pip finished; no condgen plugin was added or changed (see `core plugins`)")
+    for record in changed:
+        click.echo(f"plugin {record['name']} {record['version']} ({record['distribution']}): {record['status']}")
+    broken = [r for r in changed if r["status"] != "loaded"]
+    if broken:
+        raise PluginError(f"installed, but plugin {broken[0]['name']!r} is {broken[0]['status']}: {broken[0]['error']}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Print the pip command instead of running it.")
+def uninstall(name, dry_run):
+    """Remove an installed plugin (by plugin or distribution name) with pip."""
+    import shlex
+
+    from condgen import install as installer
+
+    dist, names = installer.resolve_uninstall(name)
+    args = ["uninstall", "--yes", dist]
+    if dry_run:
+        click.echo(shlex.join(installer.pip_command(*args)))
+        return
+    installer.run_pip(args)
+    left = [n for n in names if n in installer.plugin_statuses()]
+    if left:
+        raise PluginError(
+            f"pip uninstall finished, but plugin {left[0]!r} is still installed from {installer.location(dist)}, "
+            "outside this environment; remove it there"
+        )
+    click.echo(f"uninstalled {dist} (plugin {', '.join(names)})")
+
+
+# -- plugin authors ----------------------------------------------------------------------
+
+
+@cli.group("plugin")
+def plugin_group():
+    """Write plugins: `core plugin new NAME` (see docs/plugin-authors.md)."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True, help="Folder in which to create condgen-NAME/.")
+@click.option("--description", "-d", help="One line for pyproject.toml, the README and `core info`.")
+@click.option("--train/--no-train", default=True, show_default=True, help="Train the tiny model now and ship its weights (seconds on a CPU).")
+def plugin_new(name, out, description, train):
+    """Create condgen-NAME: a plugin with a tiny trainable model, tests, README and CI, ready to install."""
+    from condgen.templates import create_plugin, taken
+
+    clash = taken(name)
+    if clash:
+        click.echo(f"warning: plugin name {name!r} is already used ({clash}); rename it before you publish", err=True)
+    target = create_plugin(name, out, description=description, train=train)
+    click.echo(str(target))
+    click.echo(f"next: pip install -e {target}[test]  (or core install -e {target}), then: cd {target} && pytest", err=True)
+
+
+@cli.group("registry")
+def registry_group():
+    """The index of published plugins (registry/index.json and its schema)."""
+
+
+@registry_group.command("validate")
+@click.argument("index_path", metavar="[INDEX]", required=False)
+@click.option("--online", is_flag=True, help="Also require each distribution to be published on PyPI (needs the network).")
+def registry_validate(index_path, online):
+    """Check an index: JSON schema, duplicate names, API ranges, reachable distributions."""
+    from condgen import index
+
+    source = index_path or index.default_source()
+    if not index.is_url(source):
+        source = str(Path(source).resolve())
+    problems, entries = index.validate(source, online=online)
+    if problems:
+        raise CondgenError(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))
+    click.echo(f"{source}: {len(entries)} plugins, valid")
 
 
 # -- generate -------------------------------------------------------------------------

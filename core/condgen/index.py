@@ -1,0 +1,202 @@
+"""The registry of published plugins: reading, searching and validating its index.
+
+The index (``registry/index.json`` in the repository, a copy shipped inside the core as
+``condgen/_registry/index.json``) lists plugins by name with their distribution, summary,
+domains, plugin-API range, repository, licence, weights source and licence, and GPU need;
+``registry/schema.json`` is its JSON Schema. ``CONDGEN_REGISTRY`` (a path or URL) points
+`core plugins search` and `core install` at another index.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+import urllib.parse
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+
+from condgen.errors import CondgenError, UsageError
+
+ENV = "CONDGEN_REGISTRY"
+PACKAGED = Path(__file__).parent / "_registry"
+
+
+def default_source() -> str:
+    """``$CONDGEN_REGISTRY``, else the index shipped with condgen (in a checkout: registry/)."""
+    return os.environ.get(ENV) or str(PACKAGED / "index.json")
+
+
+def is_url(source: str) -> bool:
+    return urllib.parse.urlparse(str(source)).scheme in ("http", "https", "file")
+
+
+def read_index(source: str | os.PathLike | None = None) -> dict:
+    """The parsed index at ``source`` (path or URL), or a one-line error saying why not."""
+    source = str(source or default_source())
+    try:
+        if is_url(source):
+            with urllib.request.urlopen(source, timeout=30) as response:
+                text = response.read().decode("utf-8")
+        else:
+            text = Path(source).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else (getattr(exc, "strerror", None) or str(exc))
+        raise CondgenError(f"cannot read the plugin registry {source}: {reason}; point {ENV} at an index file or URL") from None
+    if not isinstance(data, dict) or not isinstance(data.get("plugins"), list):
+        raise CondgenError(f"plugin registry {source} has no list 'plugins'; see registry/schema.json")
+    return data
+
+
+def entries(source=None) -> list[dict]:
+    return [e for e in read_index(source)["plugins"] if isinstance(e, dict)]
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalised distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def find(name: str, source=None) -> dict:
+    """The entry whose plugin name or distribution is ``name``; a one-line error if none."""
+    known = entries(source)
+    for entry in known:
+        if entry.get("name") == name or normalize(entry.get("distribution", "")) == normalize(name):
+            return entry
+    names = sorted(str(e.get("name")) for e in known)
+    hint = difflib.get_close_matches(name, names, n=1)
+    extra = f"; did you mean {hint[0]!r}?" if hint else ""
+    raise UsageError(
+        f"no plugin {name!r} in the registry{extra} (`core plugins search` lists {len(names)}); "
+        "install a distribution outside the registry with `core install ./path` or pip"
+    )
+
+
+def api_compatible(entry: dict) -> bool:
+    """Whether this condgen's ``PLUGIN_API`` is inside the entry's ``condgen_api`` range."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    import condgen
+
+    try:
+        return SpecifierSet(entry.get("condgen_api", "")).contains(condgen.PLUGIN_API, prereleases=True)
+    except InvalidSpecifier:
+        return False
+
+
+def search(term: str, source=None) -> list[dict]:
+    """Entries whose name, distribution, summary or domains contain ``term`` (any case)."""
+    needle = term.lower().strip()
+    found = []
+    for entry in entries(source):
+        haystack = " ".join([str(entry.get(k, "")) for k in ("name", "distribution", "summary")] + [str(d) for d in entry.get("domains", [])])
+        if needle in haystack.lower():
+            found.append(entry)
+    return found
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# -- validation -------------------------------------------------------------------------
+
+
+def validate(source=None, online: bool = False) -> tuple[list[str], list[dict]]:
+    """(problems, entries) of an index: JSON Schema, duplicate names and distributions, the
+    API range, and that each distribution is reachable: installed here or built from this
+    repository (``plugins/*``, ``examples/third_party/*``) and registering the plugin name;
+    with ``online``, published on PyPI."""
+    source = str(source or default_source())
+    data = read_index(source)
+    problems = _schema_problems(data, source)
+    local = {} if is_url(source) else _repository_distributions(Path(source).resolve().parent.parent)
+    seen_names, seen_dists = {}, {}
+    for i, entry in enumerate(data["plugins"]):
+        if not isinstance(entry, dict):
+            continue
+        where = f"plugins[{i}] ({entry.get('name', '?')})"
+        name, dist = entry.get("name"), entry.get("distribution")
+        if isinstance(name, str):
+            if name in seen_names:
+                problems.append(f"{where}: duplicate name {name!r} (also plugins[{seen_names[name]}])")
+            seen_names.setdefault(name, i)
+        if isinstance(dist, str):
+            if normalize(dist) in seen_dists:
+                problems.append(f"{where}: duplicate distribution {dist!r} (also plugins[{seen_dists[normalize(dist)]}])")
+            seen_dists.setdefault(normalize(dist), i)
+        if isinstance(entry.get("condgen_api"), str) and not _valid_specifier(entry["condgen_api"]):
+            problems.append(f"{where}: condgen_api {entry['condgen_api']!r} is not a version range such as '>=1.0,<2'")
+        if isinstance(name, str) and isinstance(dist, str):
+            problem = _reachable(name, dist, local, online)
+            if problem:
+                problems.append(f"{where}: {problem}")
+        repository = entry.get("repository")
+        if isinstance(repository, str) and not is_url(repository) and not is_url(source):
+            if not (Path(source).resolve().parent.parent / repository).is_dir():
+                problems.append(f"{where}: repository path {repository!r} is not a folder of this repository")
+    return problems, [e for e in data["plugins"] if isinstance(e, dict)]
+
+
+def _schema_problems(data: dict, source: str) -> list[str]:
+    import jsonschema
+
+    beside = None if is_url(source) else Path(source).resolve().parent / "schema.json"
+    schema_path = beside if beside is not None and beside.is_file() else PACKAGED / "schema.json"
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "index"
+        problems.append(f"{location}: {error.message}")
+    return problems
+
+
+def _valid_specifier(text: str) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        SpecifierSet(text)
+    except InvalidSpecifier:
+        return False
+    return bool(text.strip())
+
+
+def _repository_distributions(root: Path) -> dict[str, set[str]]:
+    """Distributions built from this repository: normalised name -> plugin names they register."""
+    found = {}
+    for pyproject in [*root.glob("plugins/*/pyproject.toml"), *root.glob("examples/third_party/*/pyproject.toml")]:
+        try:
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if "name" in project:
+            found[normalize(project["name"])] = set(project.get("entry-points", {}).get("condgen", {}))
+    return found
+
+
+def _reachable(name: str, dist: str, local: dict[str, set[str]], online: bool) -> str | None:
+    registered = local.get(normalize(dist))
+    if registered is None:
+        try:
+            registered = {ep.name for ep in metadata.distribution(dist).entry_points if ep.group == "condgen"}
+        except metadata.PackageNotFoundError:
+            pass
+    if registered is not None and name not in registered:
+        return f"distribution {dist!r} does not register plugin {name!r} (its condgen entry points: {', '.join(sorted(registered)) or 'none'})"
+    if online:
+        try:
+            with urllib.request.urlopen(f"https://pypi.org/pypi/{normalize(dist)}/json", timeout=30):
+                return None
+        except OSError as exc:
+            return f"distribution {dist!r} is not published on PyPI ({exc})"
+    if registered is None:
+        return f"distribution {dist!r} is neither installed here nor built from this repository (check PyPI with --online)"
+    return None

@@ -1,0 +1,161 @@
+"""Installing and removing plugins with pip, in the environment condgen runs in.
+
+`core install NAME` resolves a registry name to its distribution (refusing plugins made
+for another plugin API before pip runs); paths, wheels and ``-e PATH`` go to pip as
+they are. pip runs as ``sys.executable -m pip``, so the plugin lands beside this core.
+`core plugins --requirements` writes the pins that rebuild the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import urllib.parse
+from importlib import metadata
+from pathlib import Path
+
+from condgen import index
+from condgen.errors import CondgenError, PluginError, UsageError
+
+_ARCHIVES = (".whl", ".tar.gz", ".zip", ".tar.bz2")
+
+
+def pip_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pip", *args]
+
+
+def is_local(target: str) -> bool:
+    """A path (``./waves``, ``dist/x.whl``) rather than a name: pip's rule, minus guessing."""
+    return target.endswith(_ARCHIVES) or "/" in target or "\\" in target or target.startswith(".")
+
+
+def resolve(targets, editables=(), source=None) -> tuple[list[str], list[str]]:
+    """(pip requirement arguments, registry distributions among them) for `core install`."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    args, distributions = [], []
+    for target in targets:
+        if is_local(target):
+            path = Path(target).expanduser()
+            if not path.exists():
+                raise UsageError(f"{target}: no such file or folder; give a registry name (see `core plugins search`), a wheel or a project folder")
+            args.append(str(path.resolve()))
+            continue
+        try:
+            requirement = Requirement(target)
+        except InvalidRequirement:
+            raise UsageError(f"{target!r} is neither a plugin name, a requirement such as waves>=0.2, nor an existing path") from None
+        entry = index.find(requirement.name, source)
+        if not index.api_compatible(entry):
+            import condgen
+
+            raise PluginError(
+                f"plugin {entry['name']!r} ({entry['distribution']}) is made for plugin API {entry['condgen_api']}, "
+                f"this condgen offers {condgen.PLUGIN_API}; upgrade condgen or wait for a compatible release"
+            )
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        args.append(f"{entry['distribution']}{extras}{requirement.specifier}")
+        distributions.append(entry["distribution"])
+    for path in editables:
+        if not Path(path).is_dir():
+            raise UsageError(f"-e {path}: not a folder; -e takes a plugin's project folder")
+        args += ["-e", str(Path(path).resolve())]
+    if not args:
+        raise UsageError("what to install? give a registry name (see `core plugins search`), a path, or -e PATH")
+    return args, distributions
+
+
+def run_pip(args: list[str]) -> str:
+    """Run pip with its progress on our stdout; a failure is one line quoting pip's error."""
+    command = pip_command(*args)
+    result = subprocess.run(command, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR:")]
+        reason = (errors or lines or [f"exit code {result.returncode}"])[-1].removeprefix("ERROR:").strip()
+        raise CondgenError(f"pip {args[0]} failed: {reason} (command: {shlex.join(command)})")
+    return result.stderr
+
+
+def plugin_statuses() -> dict[str, dict]:
+    """What `core plugins --json` says in a fresh interpreter (this one has cached metadata)."""
+    result = subprocess.run([sys.executable, "-m", "condgen", "plugins", "--json"], capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise CondgenError(f"`core plugins` failed after pip ran: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return {r["name"]: r for r in json.loads(result.stdout) if r["name"] != "condgen"}
+
+
+def installed_plugins() -> dict[str, tuple[str, str]]:
+    """Installed plugin name -> (distribution, version), from entry-point metadata only."""
+    from condgen.plugins import entry_points
+
+    return {name: (ep.dist.name if ep.dist else "", ep.dist.version if ep.dist else "") for name, ep in entry_points().items()}
+
+
+def changed_plugins(before: dict[str, tuple[str, str]], after: dict[str, dict], distributions=()) -> list[dict]:
+    """Plugins that are new, at another version, or from one of ``distributions``."""
+    wanted = {index.normalize(d) for d in distributions}
+    return [
+        record for name, record in sorted(after.items())
+        if before.get(name, (None, None))[1] != record["version"] or index.normalize(record["distribution"]) in wanted
+    ]
+
+
+def resolve_uninstall(name: str) -> tuple[str, list[str]]:
+    """(distribution, plugin names it provides) for an installed plugin or plugin distribution."""
+    plugins = installed_plugins()
+    if index.normalize(name) == "condgen":
+        raise UsageError("condgen is the core, not a plugin; remove it with pip if you mean it")
+    dist = plugins[name][0] if name in plugins else next((d for d, _ in plugins.values() if index.normalize(d) == index.normalize(name)), None)
+    if not dist:
+        raise UsageError(f"no installed plugin {name!r}; installed: {', '.join(sorted(plugins)) or 'none'} (see `core plugins`)")
+    return dist, sorted(n for n, (d, _) in plugins.items() if d == dist)
+
+
+def location(dist: str) -> str:
+    """The folder an installed distribution is found in."""
+    try:
+        return str(metadata.distribution(dist).locate_file(""))
+    except metadata.PackageNotFoundError:
+        return "an unknown place"
+
+
+# -- reproducing an environment ---------------------------------------------------------
+
+
+def requirement_line(dist: metadata.Distribution) -> str:
+    """How pip reinstalls ``dist`` as it is: ``-e PATH`` (editable), ``NAME @ URL`` (a local
+    file or VCS checkout) or ``NAME==VERSION`` (from an index), per its direct_url.json."""
+    name = dist.metadata["Name"]
+    direct = dist.read_text("direct_url.json")
+    if direct:
+        info = json.loads(direct)
+        url = info.get("url", "")
+        if info.get("dir_info", {}).get("editable"):
+            return f"-e {urllib.parse.unquote(urllib.parse.urlparse(url).path)}"
+        if "vcs_info" in info:
+            vcs = info["vcs_info"]
+            return f"{name} @ {vcs['vcs']}+{url}@{vcs.get('commit_id', '')}".rstrip("@")
+        if url:
+            return f"{name} @ {url}"
+    return f"{name}=={dist.version}"
+
+
+def requirements(records: dict) -> str:
+    """A requirements file for the core and every installed plugin distribution."""
+    import condgen
+    from condgen.plugins import entry_points
+
+    lines = [f"# condgen {condgen.__version__} and its plugins (core plugins --requirements); reinstall with: pip install -r FILE"]
+    lines.append(requirement_line(metadata.distribution("condgen")))
+    done = set()
+    for name, ep in sorted(entry_points().items()):
+        if ep.dist is None or index.normalize(ep.dist.name) in done:
+            continue
+        done.add(index.normalize(ep.dist.name))
+        names = sorted(n for n, e in entry_points().items() if e.dist is not None and index.normalize(e.dist.name) == index.normalize(ep.dist.name))
+        status = ", ".join(f"{n}: {records[n].status}" if n in records else n for n in names)
+        lines.append(f"{requirement_line(ep.dist)}  # plugin {status}")
+    return "\n".join(lines) + "\n"

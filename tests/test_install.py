@@ -1,0 +1,141 @@
+"""`core install` / `core uninstall` / `core plugins --requirements`.
+
+Resolution is checked through ``--dry-run`` (the exact pip command); pip itself runs
+for real where it can without the network or touching this environment: a folder pip
+cannot install, and a plugin outside the environment that pip will not remove. The full
+install-generate-uninstall cycle runs in tests/test_third_party.py, in a fresh venv.
+"""
+
+import copy
+import json
+import shlex
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from condgen import install
+from condgen.testing import assert_one_line_error
+
+ROOT = Path(__file__).resolve().parents[1]
+PIP = shlex.join([sys.executable, "-m", "pip"])
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["toy"], "install condgen-toy"),
+    (["condgen-toy"], "install condgen-toy"),
+    (["waves>=0.1,<0.3"], "install 'condgen-waves<0.3,>=0.1'"),
+    (["toy", "-U"], "install --upgrade condgen-toy"),
+    (["-e", "plugins/toy"], f"install -e {ROOT / 'plugins' / 'toy'}"),
+    (["./plugins/toy", "waves"], f"install {ROOT / 'plugins' / 'toy'} condgen-waves"),
+])
+def test_install_resolves_registry_names_and_passes_paths_through(core, monkeypatch, args, expected):
+    monkeypatch.chdir(ROOT)
+    code, out, err = core("install", *args, "--dry-run")
+    assert code == 0, err
+    assert out.strip() == f"{PIP} {expected}"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["wavs"], "no plugin 'wavs' in the registry; did you mean 'waves'?"),
+    (["./no/such/folder"], "./no/such/folder: no such file or folder"),
+    (["-e", "pyproject.toml"], "-e pyproject.toml: not a folder"),
+    (["waves>>1"], "'waves>>1' is neither a plugin name"),
+    ([], "what to install?"),
+])
+def test_install_refuses_bad_targets_in_one_line(core, monkeypatch, args, fragment):
+    monkeypatch.chdir(ROOT)
+    code, _, err = core("install", *args, "--dry-run")
+    assert_one_line_error(code, err, fragment)
+
+
+def test_install_refuses_a_plugin_made_for_another_api_before_pip_runs(core, tmp_path, monkeypatch):
+    index = json.loads((ROOT / "registry" / "index.json").read_text())
+    future = copy.deepcopy(index["plugins"][0])
+    future.update(name="future", distribution="condgen-future", condgen_api=">=2.0,<3")
+    index["plugins"].append(future)
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    monkeypatch.setattr(install, "run_pip", lambda args: pytest.fail("pip must not run"))
+    code, _, err = core("install", "future", "--index", tmp_path / "index.json")
+    assert_one_line_error(code, err, "plugin 'future' (condgen-future) is made for plugin API >=2.0,<3, this condgen offers 1.0")
+
+
+def test_a_pip_failure_is_one_line_quoting_pip(core, tmp_path):
+    (tmp_path / "not-a-project").mkdir()
+    code, _, err = core("install", tmp_path / "not-a-project")
+    assert_one_line_error(code, err, "pip install failed:", "is not installable", "-m pip install")
+
+
+def test_uninstall_names_the_distribution(core):
+    for name in ("toy", "condgen-toy", "condgen_toy"):
+        code, out, err = core("uninstall", name, "--dry-run")
+        assert code == 0, err
+        assert out.strip() == f"{PIP} uninstall --yes condgen-toy"
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("nope", "no installed plugin 'nope'; installed:"),
+    ("condgen", "condgen is the core, not a plugin"),
+])
+def test_uninstall_refuses_unknown_names_and_the_core(core, name, fragment):
+    code, _, err = core("uninstall", name)
+    assert_one_line_error(code, err, fragment)
+
+
+def test_uninstall_reports_a_plugin_pip_left_behind(core, plugin_site):
+    """pip does not remove distributions outside its environment; the check afterwards does."""
+    plugin_site.add("outside", 'import condgen\n__condgen_api__ = "1.0"\n')
+    code, _, err = core("uninstall", "outside")
+    assert_one_line_error(code, err, "plugin 'outside' is still installed from", "outside this environment")
+    assert (plugin_site.root / "condgen_fake_outside.py").is_file()
+
+
+def test_requirements_reproduce_editable_and_indexed_installs(core, plugin_site):
+    plugin_site.add("pinned", 'import condgen\n__condgen_api__ = "1.0"\n', version="2.3.4")
+    plugin_site.add("broken", "raise RuntimeError('no')\n")
+    code, out, err = core("plugins", "--requirements")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("# condgen 0.1.0 and its plugins")
+    assert lines[1] == f"-e {ROOT}"
+    assert f"-e {ROOT / 'plugins' / 'toy'}  # plugin toy: loaded" in lines
+    assert "condgen-fake-pinned==2.3.4  # plugin pinned: loaded" in lines
+    assert "condgen-fake-broken==0.1.0  # plugin broken: failed" in lines
+
+
+@pytest.mark.parametrize("direct_url,expected", [
+    (None, "condgen-x==1.2"),
+    ({"url": "file:///wheels/condgen_x-1.2-py3-none-any.whl", "archive_info": {}}, "condgen-x @ file:///wheels/condgen_x-1.2-py3-none-any.whl"),
+    ({"url": "file:///src/condgen%20x", "dir_info": {"editable": True}}, "-e /src/condgen x"),
+    ({"url": "https://github.com/a/b", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}, "condgen-x @ git+https://github.com/a/b@abc123"),
+])
+def test_requirement_line_follows_direct_url(tmp_path, direct_url, expected):
+    info = tmp_path / "condgen_x-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: condgen-x\nVersion: 1.2\n")
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(json.dumps(direct_url))
+    assert install.requirement_line(metadata.PathDistribution(info)) == expected
+
+
+def test_changed_plugins_are_new_upgraded_or_asked_for():
+    after = {name: {"name": name, "version": v, "distribution": d} for name, v, d in
+             [("a", "1.0", "condgen-a"), ("b", "2.0", "condgen-b"), ("c", "1.0", "condgen-c"), ("d", "1.0", "condgen-d")]}
+    before = {"b": ("condgen-b", "1.0"), "c": ("condgen-c", "1.0"), "d": ("condgen-d", "1.0")}
+    assert [r["name"] for r in install.changed_plugins(before, after, ["condgen_d"])] == ["a", "b", "d"]
+
+
+def test_commands_of_a_plugin_installed_later_appear(core, plugin_site):
+    """The CLI re-reads plugin commands after plugin state is reset (as after an install)."""
+    command = 'import click, condgen\n__condgen_api__ = "1.0"\n\n@condgen.hookimpl\ndef register_commands(cli):\n    @cli.command(name="NAME")\n    def hello():\n        click.echo("NAME here")\n'
+    plugin_site.add("first", command.replace("NAME", "first-cmd"))
+    assert core("first-cmd")[:2] == (0, "first-cmd here\n")
+    plugin_site.add("second", command.replace("NAME", "second-cmd"))
+    assert core("second-cmd")[:2] == (0, "second-cmd here\n")
+    assert core("first-cmd")[:2] == (0, "first-cmd here\n")

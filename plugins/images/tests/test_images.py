@@ -84,7 +84,7 @@ def test_generate_with_a_tiny_model_writes_pngs_and_a_grid(core, tiny_weights, t
     assert np.asarray(Image.open(pngs[0])).shape == (8, 8)
     assert (out / "grid.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [s["condition"]["digit"] for s in manifest["samples"]] == ["7", "3"] * 3
+    assert [s["condition"]["digit"] for s in manifest["samples"]] == ["seven", "three"] * 3
     assert manifest["guidance"] == ["cfg=2"]
 
 
@@ -111,7 +111,7 @@ def test_evaluate_on_a_tiny_model_reports_every_metric(core, tiny_weights):
     "args, message",
     [
         (["-c", "digit=12"], "index 12 is out of range 0..9"),
-        (["-c", "digit=seven"], "unknown label 'seven'"),
+        (["-c", "digit=sevn"], "unknown label 'sevn' (did you mean 'seven'?)"),
         (["-c", "colour=red"], "unknown condition 'colour'"),
         (["--model", "shapes", "-c", "hue=1.5"], "outside the accepted range"),
         (["--model", "shapes", "-c", "shape=hexagon"], "unknown label 'hexagon'"),

@@ -9,7 +9,8 @@ supersampling: circle, square, triangle, star, cross or ring, at a random positi
 size and rotation, in a colour of given hue (saturation and value drawn from [0.75, 1]).
 Conditions: the shape class and the hue in [0, 1].
 
-Images are float tensors in [-1, 1], channels first: [N, C, H, W].
+Images are float tensors in [-1, 1], channels first: [N, C, H, W]. (torch is imported
+inside the functions: the generators import this module's class names at registration.)
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-DIGITS = tuple(str(k) for k in range(10))
+#: Class names of the digits (``-c digit=7`` and ``-c digit=seven`` are the same).
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 DIGIT_LEVELS = 16.0  # load_digits pixel range is 0..16
 
 
-def digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+def digits(split: str = "train"):
     """(images [N, 1, 8, 8] in [-1, 1], labels [N]) of the fixed train or test split."""
+    import torch
     from sklearn.datasets import load_digits
 
     if split not in ("train", "test", "all"):
@@ -109,8 +111,10 @@ def render_shape(shape: int, hue: float, rng: np.random.Generator, size: int = 3
     return coverage[..., None] * colour
 
 
-def shapes32(n: int = 6000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def shapes32(n: int = 6000, seed: int = 0):
     """(images [n, 3, 32, 32] in [-1, 1], shape labels [n], hues [n]); balanced classes."""
+    import torch
+
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % len(SHAPES)
     rng.shuffle(labels)

@@ -26,7 +26,7 @@ class ImagesGenerator(condgen.Generator):
     name = "images"
     description = "class-conditional diffusion transformer (DiT) on 8x8 digits; CFG, any denoising sampler"
     kind = "denoiser"
-    conditions = condgen.Schema({"digit": condgen.ClassLabel(names=DIGITS, description="which digit to draw (omit: any)")})
+    conditions = condgen.Schema({"digit": condgen.ClassLabel(names=DIGITS, description="which digit to draw, 0-9 or its name (omit: any)")})
     default_sampler = "dpmpp-2m"
     default_steps = 20
     default_guidance = ("cfg=2",)
@@ -59,7 +59,8 @@ class ImagesGenerator(condgen.Generator):
         return [image.numpy() for image in self.to_images(x)]
 
     def caption(self, condition: dict) -> str:
-        return self.conditions.display(condition).get("digit") or "any"
+        digit = condition.get("digit")
+        return "any" if digit is None else str(digit)
 
     def preview(self, run_dir, indices, samples, conditions):
         from condgen_images.grid import write_grid

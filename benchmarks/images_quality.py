@@ -1,0 +1,201 @@
+"""Quality and speed of the images plugin's shipped models; tables and plots for docs/plugins/images.md.
+
+    .venv/bin/python benchmarks/images_quality.py --write          # everything (about 15 min on 2 CPU threads)
+    .venv/bin/python benchmarks/images_quality.py --only dit        # one part: dit, maskgit, shapes, sweeps, grids
+
+Every number comes from the shipped weights and the shipped judge classifier (see
+condgen_images.evaluate), with seed 0 and balanced conditions (sample i asks for class
+i mod 10). Tables go between the <!-- images:NAME:start/end --> markers of the doc,
+figures to docs/img/images_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+
+import condgen
+from condgen_images import evaluate
+from condgen_images.data import DIGITS, SHAPES
+from condgen_images.grid import write_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "plugins" / "images.md"
+IMG = ROOT / "docs" / "img"
+DIGIT_CYCLE = {"digit": list(range(10))}
+RESULTS = ROOT / "runs" / "images-benchmark.json"
+
+
+def run(generator, n, condition, **options):
+    started = time.perf_counter()
+    result = generator.generate(n=n, condition=condition, seed=0, device="cpu", batch_size=500, **options)
+    seconds = time.perf_counter() - started
+    metric = evaluate.digit_metrics if generator.name != "images-shapes" else evaluate.shape_metrics
+    scores = metric(generator, result.samples, result.conditions)
+    scores["sample_s"] = result.manifest["timings"]["sample_s"]
+    scores["ms_per_sample"] = 1000 * result.manifest["timings"]["sample_s"] / n
+    scores["wall_s"] = seconds
+    scores["nfe"] = result.manifest["nfe"]
+    return scores, result
+
+
+def row(label, s, extra=()):
+    cells = [label, f"{s['accuracy']:.3f}", f"{s['fd']:.2f}", f"{s['fd_train_test']:.2f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}"]
+    return "| " + " | ".join(cells + [str(e) for e in extra]) + " |"
+
+
+HEADER = "| model, sampler | accuracy | FD (gen vs test) | FD (train vs test) | precision | recall |"
+RULE = "|---|---:|---:|---:|---:|---:|"
+
+
+def part_dit(out: dict):
+    gen = condgen.load("images")
+    lines = [HEADER, RULE]
+    for label, guidance in (("DiT, dpmpp-2m 20 steps, no guidance", ["cfg=1"]), ("DiT, dpmpp-2m 20 steps, cfg=2 (default)", ["cfg=2"]), ("DiT, dpmpp-2m 20 steps, cfg=3", ["cfg=3"])):
+        s, result = run(gen, 1000, DIGIT_CYCLE, sampler="dpmpp-2m", steps=20, guidance=guidance)
+        out[label] = s
+        lines.append(row(label, s))
+        if guidance == ["cfg=2"]:
+            grid(result, "images_digits_dit.png", "DiT, dpmpp-2m, 20 steps, cfg=2")
+    per_class = out["DiT, dpmpp-2m 20 steps, cfg=2 (default)"]
+    lines += ["", "Per class (cfg=2): " + ", ".join(f"{k}: {per_class[f'accuracy_{k}']:.2f}" for k in range(10)) + f"; the judge's accuracy on real test digits: {per_class['real_test_accuracy']:.3f}."]
+    return "\n".join(lines)
+
+
+def part_maskgit(out: dict):
+    """Quality on 1,000 samples per setting; speed as the best of 3 interleaved timings
+    of 200 samples (the machine is shared, so single timings are noisy)."""
+    gen = condgen.load("images", "maskgit")
+    steps = 12
+    settings = {1: f"MaskGIT, {steps} steps, cfg=2", 2: f"MaskGIT, {steps} steps, cfg=2, ReCAP full_every=2", 3: f"MaskGIT, {steps} steps, cfg=2, ReCAP full_every=3"}
+    best = {k: float("inf") for k in settings}
+    for _ in range(3):
+        for k in settings:
+            result = gen.generate(n=200, condition=DIGIT_CYCLE, seed=1, device="cpu", batch_size=200, sampler="maskgit", steps=steps, guidance=["cfg=2"], sampler_options={"full_every": k})
+            best[k] = min(best[k], 1000 * result.manifest["timings"]["sample_s"] / 200)
+    lines = [HEADER[:-1] + " full / light evaluations | ms / sample | speed-up |", RULE + "---|---:|---:|"]
+    for k, label in settings.items():
+        s, result = run(gen, 1000, DIGIT_CYCLE, sampler="maskgit", steps=steps, guidance=["cfg=2"], sampler_options={"full_every": k})
+        s["best_ms_per_sample"] = best[k]
+        out[label] = s
+        light = (steps - 1) - (steps - 1) // k if k > 1 else 0
+        lines.append(row(label, s, (f"{steps - light} / {light}", f"{best[k]:.2f}", f"{best[1] / best[k]:.2f}x")))
+        if k == 1:
+            grid(result, "images_digits_maskgit.png", f"MaskGIT, {steps} steps, cfg=2")
+    base, k2 = out[settings[1]], out[settings[2]]
+    lines += ["", f"ReCAP (full_every=2) vs plain MaskGIT at {steps} steps: {best[1] / best[2]:.2f}x faster sampling, accuracy {100 * (k2['accuracy'] - base['accuracy']):+.1f} points, FD {k2['fd'] - base['fd']:+.2f}."]
+    return "\n".join(lines)
+
+
+def part_shapes(out: dict):
+    gen = condgen.load("images", "shapes")
+    n = 600
+    condition = {"shape": list(range(len(SHAPES))), "hue": [0.0, 0.15, 0.33, 0.5, 0.67, 0.85, 0.05]}  # 6 x 7 combinations cycle
+    lines = ["| model, sampler | shape accuracy | hue error | FD (gen vs test) | FD (train vs test) | precision | recall |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for guidance in (["cfg=1"], ["cfg=2"]):
+        s, result = run(gen, n, condition, sampler="dpmpp-2m", steps=20, guidance=guidance)
+        label = f"DiT shapes32, dpmpp-2m 20 steps, {guidance[0]}"
+        out[label] = s
+        lines.append(f"| {label} | {s['accuracy']:.3f} | {s['hue_error']:.3f} | {s['fd']:.2f} | {s['fd_train_test']:.2f} | {s['precision']:.3f} | {s['recall']:.3f} |")
+        if guidance == ["cfg=2"]:
+            grid(result, "images_shapes.png", "DiT shapes32, dpmpp-2m, 20 steps, cfg=2", limit=42, columns=7)
+    return "\n".join(lines)
+
+
+def part_sweeps(out: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gen = condgen.load("images")
+    n = 300
+    scales = [1, 1.5, 2, 3, 4, 6]
+    cfg = [run(gen, n, DIGIT_CYCLE, sampler="dpmpp-2m", steps=20, guidance=[f"cfg={s}"])[0] for s in scales]
+    out["cfg_sweep"] = dict(zip(map(str, scales), cfg))
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    ax[0].plot(scales, [s["accuracy"] for s in cfg], "o-")
+    ax[0].set(xlabel="CFG scale", ylabel="accuracy on requested digit", title="DiT, dpmpp-2m, 20 steps")
+    ax[1].plot(scales, [s["fd"] for s in cfg], "o-", color="tab:red", label="generated vs test")
+    ax[1].axhline(cfg[0]["fd_train_test"], color="grey", ls="--", label="real train vs test")
+    ax[1].set(xlabel="CFG scale", ylabel="Fréchet distance", title="FD on judge features")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMG / "images_cfg_scale.png")
+    plt.close(fig)
+
+    steps_grid = [5, 10, 20, 40]
+    samplers = ["ddim", "dpmpp-2m", "heun"]
+    sweep = {name: [run(gen, n, DIGIT_CYCLE, sampler=name, steps=k, guidance=["cfg=2"])[0] for k in steps_grid] for name in samplers}
+    out["steps_sweep"] = {name: dict(zip(map(str, steps_grid), v)) for name, v in sweep.items()}
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    for name, scores in sweep.items():
+        ax[0].plot(steps_grid, [s["accuracy"] for s in scores], "o-", label=name)
+        ax[1].plot(steps_grid, [s["fd"] for s in scores], "o-", label=name)
+    ax[0].set(xscale="log", xlabel="steps", ylabel="accuracy on requested digit", title="DiT, cfg=2")
+    ax[1].axhline(sweep["ddim"][0]["fd_train_test"], color="grey", ls="--", label="real train vs test")
+    ax[1].set(xscale="log", yscale="log", xlabel="steps", ylabel="Fréchet distance", title="FD on judge features")
+    for a in ax:
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMG / "images_steps.png")
+    plt.close(fig)
+
+    lines = ["| CFG scale | " + " | ".join(map(str, scales)) + " |", "|---|" + "---:|" * len(scales)]
+    lines.append("| accuracy | " + " | ".join(f"{s['accuracy']:.3f}" for s in cfg) + " |")
+    lines.append("| FD | " + " | ".join(f"{s['fd']:.2f}" for s in cfg) + " |")
+    lines.append("| recall | " + " | ".join(f"{s['recall']:.3f}" for s in cfg) + " |")
+    lines += ["", "| sampler (cfg=2) | " + " | ".join(f"{k} steps" for k in steps_grid) + " |", "|---|" + "---:|" * len(steps_grid)]
+    for name, scores in sweep.items():
+        lines.append(f"| {name} accuracy / FD | " + " | ".join(f"{s['accuracy']:.3f} / {s['fd']:.1f}" for s in scores) + " |")
+    return "\n".join(lines)
+
+
+def grid(result, name, title, limit=100, columns=10):
+    gen = result.generator
+    captions = [gen.caption(c) for c in result.conditions[:limit]]
+    write_grid(IMG / name, result.samples[:limit], captions, cell=gen.cell, columns=columns, title=title)
+
+
+PARTS = {"dit": part_dit, "maskgit": part_maskgit, "shapes": part_shapes, "sweeps": part_sweeps}
+
+
+def machine() -> str:
+    return f"Measured on {platform.machine()}, {torch.get_num_threads()} CPU threads (shared machine), torch {torch.__version__}, CPU, float32, seed 0."
+
+
+def write_doc(name: str, text: str) -> None:
+    doc = DOC.read_text()
+    pattern = re.compile(rf"(<!-- images:{name}:start -->\n).*?(<!-- images:{name}:end -->)", re.S)
+    if not pattern.search(doc):
+        raise SystemExit(f"{DOC} has no images:{name} markers")
+    DOC.write_text(pattern.sub(lambda m: m.group(1) + machine() + "\n\n" + text + "\n" + m.group(2), doc))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", choices=sorted(PARTS), action="append")
+    parser.add_argument("--write", action="store_true", help="write tables into docs/plugins/images.md")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    IMG.mkdir(parents=True, exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for name in args.only or list(PARTS):
+        out = results.setdefault(name, {})
+        text = PARTS[name](out)
+        print(text, flush=True)
+        if args.write:
+            write_doc(name, text)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -109,44 +109,16 @@ def part_shapes(out: dict):
 
 
 def part_sweeps(out: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     gen = condgen.load("images")
     n = 300
     scales = [1, 1.5, 2, 3, 4, 6]
     cfg = [run(gen, n, DIGIT_CYCLE, sampler="dpmpp-2m", steps=20, guidance=[f"cfg={s}"])[0] for s in scales]
     out["cfg_sweep"] = dict(zip(map(str, scales), cfg))
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
-    ax[0].plot(scales, [s["accuracy"] for s in cfg], "o-")
-    ax[0].set(xlabel="CFG scale", ylabel="accuracy on requested digit", title="DiT, dpmpp-2m, 20 steps")
-    ax[1].plot(scales, [s["fd"] for s in cfg], "o-", color="tab:red", label="generated vs test")
-    ax[1].axhline(cfg[0]["fd_train_test"], color="grey", ls="--", label="real train vs test")
-    ax[1].set(xlabel="CFG scale", ylabel="Fréchet distance", title="FD on judge features")
-    ax[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(IMG / "images_cfg_scale.png")
-    plt.close(fig)
-
     steps_grid = [5, 10, 20, 40]
     samplers = ["ddim", "dpmpp-2m", "heun"]
     sweep = {name: [run(gen, n, DIGIT_CYCLE, sampler=name, steps=k, guidance=["cfg=2"])[0] for k in steps_grid] for name in samplers}
     out["steps_sweep"] = {name: dict(zip(map(str, steps_grid), v)) for name, v in sweep.items()}
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
-    for name, scores in sweep.items():
-        ax[0].plot(steps_grid, [s["accuracy"] for s in scores], "o-", label=name)
-        ax[1].plot(steps_grid, [s["fd"] for s in scores], "o-", label=name)
-    ax[0].set(xscale="log", xlabel="steps", ylabel="accuracy on requested digit", title="DiT, cfg=2")
-    ax[1].axhline(sweep["ddim"][0]["fd_train_test"], color="grey", ls="--", label="real train vs test")
-    ax[1].set(xscale="log", yscale="log", xlabel="steps", ylabel="Fréchet distance", title="FD on judge features")
-    for a in ax:
-        a.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(IMG / "images_steps.png")
-    plt.close(fig)
-
+    plot_sweeps(out)
     lines = ["| CFG scale | " + " | ".join(map(str, scales)) + " |", "|---|" + "---:|" * len(scales)]
     lines.append("| accuracy | " + " | ".join(f"{s['accuracy']:.3f}" for s in cfg) + " |")
     lines.append("| FD | " + " | ".join(f"{s['fd']:.2f}" for s in cfg) + " |")
@@ -155,6 +127,44 @@ def part_sweeps(out: dict):
     for name, scores in sweep.items():
         lines.append(f"| {name} accuracy / FD | " + " | ".join(f"{s['accuracy']:.3f} / {s['fd']:.1f}" for s in scores) + " |")
     return "\n".join(lines)
+
+
+def plot_sweeps(out: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = out["cfg_sweep"]
+    scales = [float(k) for k in cfg]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    ax[0].plot(scales, [s["accuracy"] for s in cfg.values()], "o-")
+    ax[0].set(xlabel="CFG scale", ylabel="accuracy on requested digit", title="DiT, dpmpp-2m, 20 steps", ylim=(0.8, 1.01))
+    ax[1].plot(scales, [s["fd"] for s in cfg.values()], "o-", color="tab:red", label="generated vs test")
+    ax[1].axhline(next(iter(cfg.values()))["fd_train_test"], color="grey", ls="--", label="real train vs test")
+    ax[1].set(xlabel="CFG scale", ylabel="Fréchet distance", title="FD on judge features")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMG / "images_cfg_scale.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    for name, by_steps in out["steps_sweep"].items():
+        steps = [int(k) for k in by_steps]
+        ax[0].plot(steps, [s["accuracy"] for s in by_steps.values()], "o-", label=name)
+        ax[1].plot(steps, [s["fd"] for s in by_steps.values()], "o-", label=name)
+        reference = next(iter(by_steps.values()))["fd_train_test"]
+    ax[0].set(ylim=(0.8, 1.01), ylabel="accuracy on requested digit", title="DiT, cfg=2")
+    ax[1].axhline(reference, color="grey", ls="--", label="real train vs test")
+    ax[1].set(ylim=(0, None), ylabel="Fréchet distance", title="FD on judge features")
+    for a in ax:
+        a.set(xscale="log", xlabel="steps")
+        a.set_xticks(steps, [str(k) for k in steps])
+        a.minorticks_off()
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMG / "images_steps.png")
+    plt.close(fig)
 
 
 def grid(result, name, title, limit=100, columns=10):
@@ -183,7 +193,10 @@ def main():
     parser.add_argument("--only", choices=sorted(PARTS), action="append")
     parser.add_argument("--write", action="store_true", help="write tables into docs/plugins/images.md")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the sweep figures from runs/images-benchmark.json")
     args = parser.parse_args()
+    if args.plot_only:
+        return plot_sweeps(json.loads(RESULTS.read_text())["sweeps"])
     torch.set_num_threads(args.threads)
     IMG.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}

@@ -54,7 +54,7 @@ class Recipe:
 RECIPES = {
     ("dit", "digits"): Recipe("images", "dit", "digits", dict(patch=2, width=96, depth=4, heads=4), steps=2000, batch=96),
     ("maskgit", "digits"): Recipe("images-maskgit", "maskgit", "digits", dict(width=96, depth=4, heads=4), steps=2000, batch=64),
-    ("dit", "shapes32"): Recipe("images-shapes", "dit", "shapes32", dict(patch=4, width=96, depth=4, heads=4), steps=1500, batch=48),
+    ("dit", "shapes32"): Recipe("images-shapes", "dit", "shapes32", dict(patch=4, width=96, depth=4, heads=4), steps=1000, batch=48),
 }
 
 

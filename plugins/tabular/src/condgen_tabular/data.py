@@ -15,11 +15,8 @@ import numpy as np
 import pandas as pd
 
 from condgen import ConditionError
+from condgen_tabular import BUILTIN, DEFAULT_ROWS
 
-#: The built-in data sets (scikit-learn ships them; nothing is downloaded).
-BUILTIN = ("iris", "wine", "breast_cancer", "digits")
-#: Rows kept of a built-in data set when no size is given: the paper's small-N regime.
-DEFAULT_ROWS = 50
 #: The target column of the built-in tables.
 BUILTIN_TARGET = "class"
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}

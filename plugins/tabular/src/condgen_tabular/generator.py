@@ -23,7 +23,7 @@ import condgen
 from condgen import ConditionError, UsageError
 from condgen.conditions import ClassLabel, Condition, Schema
 
-from condgen_tabular.data import BUILTIN, DEFAULT_ROWS
+from condgen_tabular import BUILTIN, DEFAULT_ROWS
 
 DEFAULT_DATA = "iris"
 GLOBAL_KEYS = ("data", "target")

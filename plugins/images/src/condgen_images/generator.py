@@ -109,6 +109,7 @@ class ImagesShapesGenerator(ImagesGenerator):
     cell = 64
 
     def caption(self, condition):
-        shown = self.conditions.display(condition)
+        """Short enough for a 64-pixel cell: the shape's first four letters and the hue."""
+        shape = self.conditions.display(condition).get("shape") or "any"
         hue = condition.get("hue")
-        return f"{shown.get('shape') or 'any'} {'h=' + format(hue, '.2f') if hue is not None else ''}".strip()
+        return f"{shape[:4]} {hue:.2f}" if hue is not None else shape[:4]

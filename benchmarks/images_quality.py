@@ -1,7 +1,7 @@
 """Quality and speed of the images plugin's shipped models; tables and plots for docs/plugins/images.md.
 
-    .venv/bin/python benchmarks/images_quality.py --write          # everything (about 15 min on 2 CPU threads)
-    .venv/bin/python benchmarks/images_quality.py --only dit        # one part: dit, maskgit, shapes, sweeps, grids
+    .venv/bin/python benchmarks/images_quality.py --write --threads 1   # everything (about 15 min on one CPU thread)
+    .venv/bin/python benchmarks/images_quality.py --only dit        # one part: dit, maskgit, recap, shapes, sweeps
 
 Every number comes from the shipped weights and the shipped judge classifier (see
 condgen_images.evaluate), with seed 0 and balanced conditions (sample i asks for class

@@ -45,6 +45,8 @@ class Generator:
     checkpoint_name: str | None = None
     #: Rough peak memory of one sample during sampling, for automatic batch sizes.
     bytes_per_sample: int = 1 << 20
+    #: Other names ``--model`` accepts for this generator (e.g. the architecture, "dit").
+    aliases: tuple[str, ...] = ()
     #: Set by the loader: the plugin that registered this generator.
     plugin: str = ""
 
@@ -409,6 +411,9 @@ def find_generator(plugins, plugin: str, model: str | None = None) -> Generator:
         for g in generators:
             if g.name == candidate:
                 return g
+    for g in generators:
+        if model in g.aliases:
+            return g
     raise UsageError(f"plugin {plugin!r} has no model {model!r}; models: {', '.join(g.name for g in generators)}")
 
 

@@ -32,6 +32,7 @@ class ImagesGenerator(condgen.Generator):
     default_guidance = ("cfg=2",)
     formats = ("png", "npy")
     weights = str(WEIGHTS_DIR / "images.safetensors")
+    aliases = ("dit",)  # core train --plugin images --model dit [--dataset shapes32]
     bytes_per_sample = 1 << 18
     #: (model, dataset) of the recipe in condgen_images.train.RECIPES
     model_name = "dit"

@@ -1,0 +1,62 @@
+"""Shared by the sampler benchmarks: the machine line, NFE budgets, writing doc blocks.
+
+The exact oracles come from tests/conformance/oracles.py (put on sys.path here).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "conformance"))
+
+#: Continuous samplers: name -> NFE of a run of n steps with default options.
+CONTINUOUS_NFE = {
+    "ddpm": lambda n: n,
+    "ddim": lambda n: n,
+    "euler": lambda n: n,
+    "euler-a": lambda n: n,
+    "heun": lambda n: 2 * n - 1,
+    "dpmpp-2m": lambda n: n,
+    "dpmpp-3m": lambda n: n,
+    "sde-pc": lambda n: 2 * n,
+    "flow-euler": lambda n: n,
+    "flow-heun": lambda n: 2 * n - 1,
+    "flow-midpoint": lambda n: 2 * n - 1,
+    "flow-rk4": lambda n: 4 * n - 3,
+}
+
+
+def steps_for(nfe_of, budget: int) -> int:
+    """The most steps whose NFE fits ``budget`` (at least one step)."""
+    steps = 1
+    while nfe_of(steps + 1) <= budget:
+        steps += 1
+    return steps
+
+
+def sampler(name: str):
+    """The registered function of a built-in sampler."""
+    from condgen.samplers import BUILTIN_SAMPLERS
+
+    return next(s for s in BUILTIN_SAMPLERS if s.name == name).load()
+
+
+def machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU; load average {load:.1f} at the start"
+
+
+def write_block(doc: Path, name: str, text: str) -> None:
+    """Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``doc``."""
+    content = doc.read_text()
+    pattern = rf"(<!-- {name}:start -->\n)(?:.*?\n)?(<!-- {name}:end -->)"
+    if not re.search(pattern, content, flags=re.S):
+        raise SystemExit(f"{doc} has no {name} markers")
+    doc.write_text(re.sub(pattern, lambda m: m.group(1) + text + "\n" + m.group(2), content, flags=re.S))

@@ -23,6 +23,8 @@ _LAZY = {
     "Generator": "condgen.generators",
     "Run": "condgen.generators",
     "Sampler": "condgen.registry",
+    "SampleResult": "condgen.samplers",
+    "SampleRNG": "condgen.execution",
     "GuidanceMethod": "condgen.registry",
     "Metric": "condgen.registry",
     "Dataset": "condgen.registry",

@@ -23,20 +23,18 @@ class ToyGenerator(condgen.Generator):
     checkpoint_name = "toy"  # the variants below share these weights
     bytes_per_sample = 4096
 
+    #: The class in condgen_toy.model built from the mixture's parameters.
+    model_class = "ExactMixtureDenoiser"
+
     def build_model(self, tensors, config):
-        from condgen_toy.model import ExactMixtureDenoiser
-
-        return self._build(ExactMixtureDenoiser, tensors, config)
-
-    @staticmethod
-    def _build(model_class, tensors, config):
         import torch
 
+        from condgen_toy import model
         from condgen_toy.model import make_path
 
         if list(config.get("names", COMPASS)) != list(COMPASS):
             raise ValueError("checkpoint component names differ from this plugin's")
-        return model_class(
+        return getattr(model, self.model_class)(
             tensors["means"].to(torch.float64), tensors["stds"].to(torch.float64), tensors["weights"].to(torch.float64),
             path=make_path(config), prediction=config.get("prediction", "eps"),
         )
@@ -92,10 +90,7 @@ class ToyEnergyGenerator(ToyGenerator):
     default_sampler = "sgld"
     default_steps = 400
 
-    def build_model(self, tensors, config):
-        from condgen_toy.model import MixtureEnergy
-
-        return self._build(MixtureEnergy, tensors, config)
+    model_class = "MixtureEnergy"
 
     def guidance_models(self):
         model, _ = self.load_model()
@@ -111,10 +106,7 @@ class ToyOneStepGenerator(ToyGenerator):
     default_sampler = "direct"
     default_steps = 1
 
-    def build_model(self, tensors, config):
-        from condgen_toy.model import MixtureOneStep
-
-        return self._build(MixtureOneStep, tensors, config)
+    model_class = "MixtureOneStep"
 
 
 class ToyBayesianFlowGenerator(ToyGenerator):
@@ -126,10 +118,7 @@ class ToyBayesianFlowGenerator(ToyGenerator):
     default_sampler = "bfn-continuous"
     default_steps = 50
 
-    def build_model(self, tensors, config):
-        from condgen_toy.model import MixtureBayesianFlow
-
-        return self._build(MixtureBayesianFlow, tensors, config)
+    model_class = "MixtureBayesianFlow"
 
 
 class ToyTokensGenerator(condgen.Generator):

@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/samplers_overhead.py [--write] [--repeats 5]
 
 For every continuous sampler, a full run (20 steps, batch 8, float32, inference mode)
-of a small convolutional denoiser on 3x32x32 samples on the CPU. Overhead is
-(wall time - NFE x forward time) / wall time, with the forward time measured inside
-the run (every call timed), so that model and sampler see the same machine load; a
-forward pass timed on its own varies by tens of percent on a shared machine, more than
-the overhead itself. Each figure is the median over ``--repeats`` runs. With --write
+of a small convolutional denoiser (a two-level U-Net) on 3x32x32 samples on the CPU.
+Overhead is (wall time - NFE x forward time) / wall time, with the forward time
+measured inside the run (every call timed), so that model and sampler see the same
+machine load; a forward pass timed on its own varies by tens of percent on a shared
+machine, more than the overhead itself. Each figure is the median over ``--repeats`` runs. With --write
 the table replaces the samplers-overhead blocks in docs/performance.md and
 docs/samplers.md.
 """
@@ -15,6 +15,7 @@ docs/samplers.md.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -28,26 +29,46 @@ from condgen.paths import VPPath
 SHAPE, BATCH, STEPS = (3, 32, 32), 8, 20
 
 
+class Block(nn.Module):
+    """GroupNorm, SiLU, 3x3 conv twice, the time embedding added in between, residual."""
+
+    def __init__(self, cin: int, cout: int, embedding: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(8, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.time = nn.Linear(embedding, cout)
+        self.norm2, self.conv2 = nn.GroupNorm(8, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, embedding):
+        h = self.conv1(nn.functional.silu(self.norm1(x))) + self.time(embedding)[:, :, None, None]
+        return self.conv2(nn.functional.silu(self.norm2(h))) + self.skip(x)
+
+
 class ConvDenoiser(nn.Module):
-    """Four 3x3 convolutions, 64 channels, the noise level as an extra input channel."""
+    """A small convolutional denoiser: a two-level U-Net (64 and 128 channels, one residual
+    block per level, sinusoidal time embedding), 0.67 M parameters, predicting eps."""
 
     kind, prediction, sample_shape = "denoiser", "eps", SHAPE
 
-    def __init__(self, channels: int = 64):
+    def __init__(self, channels: int = 64, embedding: int = 128):
         super().__init__()
         self.path = VPPath("linear")
-        self.net = nn.Sequential(
-            nn.Conv2d(SHAPE[0] + 1, channels, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(channels, SHAPE[0], 3, padding=1),
-        )  # fmt: skip
-        with torch.no_grad():
-            self.net[-1].weight.mul_(0.1)
+        self.embedding = embedding
+        self.embed = nn.Sequential(nn.Linear(embedding, embedding), nn.SiLU(), nn.Linear(embedding, embedding))
+        self.inp = nn.Conv2d(SHAPE[0], channels, 3, padding=1)
+        self.down_block, self.down = Block(channels, channels, embedding), nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1)
+        self.middle = Block(2 * channels, 2 * channels, embedding)
+        self.up, self.up_block = nn.ConvTranspose2d(2 * channels, channels, 2, stride=2), Block(2 * channels, channels, embedding)
+        self.out = nn.Sequential(nn.GroupNorm(8, channels), nn.SiLU(), nn.Conv2d(channels, SHAPE[0], 3, padding=1))
 
     def forward(self, x, t, cond):
-        level = t.to(x.dtype)[:, None, None, None].expand(-1, 1, *x.shape[2:])
-        return self.net(torch.cat([x, level], dim=1))
+        half = self.embedding // 2
+        freqs = torch.exp(-torch.arange(half, dtype=x.dtype) * (math.log(10_000) / half))
+        angles = 1000 * t.to(x.dtype)[:, None] * freqs
+        e = self.embed(torch.cat([angles.sin(), angles.cos()], dim=1))
+        skip = self.down_block(self.inp(x), e)
+        h = self.middle(self.down(skip), e)
+        return self.out(self.up_block(torch.cat([self.up(h), skip], dim=1), e))
 
 
 class Timed:
@@ -106,7 +127,7 @@ def main():
         forward = forward_seconds(model, 50)
         lines = [
             f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/samplers_overhead.py --write`.",
-            f"Model: 4 conv layers, 64 channels, batch {BATCH} of 3x32x32, float32; one forward pass timed alone before the runs: {1000 * forward:.0f} ms (median). {STEPS} steps per run; medians of {args.repeats} runs.",
+            f"Model: two-level U-Net, 64/128 channels, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; batch {BATCH} of 3x32x32, float32; one forward pass timed alone before the runs: {1000 * forward:.0f} ms (median). {STEPS} steps per run; medians of {args.repeats} runs.",
             "",
             "| sampler | NFE | ms per run | ms per forward (in the run) | sampler ms per NFE | overhead |",
             "|---|---:|---:|---:|---:|---:|",

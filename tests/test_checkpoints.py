@@ -41,3 +41,14 @@ def test_file_url_is_cached_and_verified(tmp_path):
 def test_unreachable_url(tmp_path):
     with pytest.raises(CheckpointError, match="cannot download"):
         resolve_source((tmp_path / "absent.safetensors").as_uri())
+
+
+def test_same_weights_and_config_give_the_same_bytes(tmp_path):
+    # safetensors writes its header from a hash map; we sort it so hashes are reproducible
+    tensors = {name: torch.full((i + 1, 2), float(i)) for i, name in enumerate("zyxwvutsrq")}
+    config = {"width": 64, "depth": 3, "name": "x"}
+    hashes = {save_checkpoint(tmp_path / f"w{i}.safetensors", tensors, config, "toy") for i in range(8)}
+    assert len(hashes) == 1
+    loaded = load_checkpoint(tmp_path / "w0.safetensors", "toy")
+    assert loaded.config == config and all(torch.equal(loaded.tensors[k], v) for k, v in tensors.items())
+    assert save_checkpoint(tmp_path / "other.safetensors", tensors, {**config, "depth": 4}, "toy") not in hashes

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condgen.errors import CheckpointError
+from condgen.torch_pickle import read_torch_checkpoint  # noqa: F401  (re-exported: converters use it)
 
 FORMAT_VERSION = "1"
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -110,14 +111,27 @@ def load_checkpoint(source: str | os.PathLike, generator: str | None = None, sha
     return Checkpoint(tensors=tensors, config=config, generator=owner, path=path, sha256=sha256_file(path))
 
 
+def _canonical_safetensors(blob: bytes) -> bytes:
+    """The same file with its JSON header written in sorted order: safetensors writes the
+    header from a hash map, so identical weights would otherwise differ in bytes and sha256."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the data 8-byte aligned, as safetensors does
+    return len(text).to_bytes(8, "little") + text + blob[8 + size :]
+
+
 def save_checkpoint(path: str | os.PathLike, tensors: dict, config: dict, generator: str) -> str:
-    """Write tensors + config atomically as safetensors; returns the file's sha256."""
-    from safetensors.torch import save_file
+    """Write tensors + config atomically as safetensors; returns the file's sha256.
+
+    The bytes depend only on the tensors, the config and the generator name."""
+    from safetensors.torch import save
 
     from condgen.outputs import atomic_write
 
     metadata = {"condgen.generator": generator, "condgen.config": json.dumps(config, sort_keys=True), "condgen.format": FORMAT_VERSION}
     contiguous = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
+    blob = _canonical_safetensors(save(contiguous, metadata=metadata))
     path = Path(path)
-    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
     return sha256_file(path)

@@ -45,6 +45,19 @@ def test_generate_with_plugin_imports_only_that_plugin(plugin_site, tmp_path):
     assert marker.exists()
 
 
+def test_a_sampler_published_by_another_plugin_serves_every_generator(plugin_site, tmp_path):
+    # the toy plugin does not know fake-sampler; the spy plugin publishes it, so asking
+    # for it loads the other plugins (and only then)
+    marker = tmp_path / "imported"
+    plugin_site.add("spy", f"open({str(marker)!r}, 'w').write('x')\n" + GOOD)
+    done = run_core("generate", "--plugin", "toy", "-n", "3", "--sampler", "fake-sampler", "--steps", "5", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert marker.exists()
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["request"]["sampler"] == "fake-sampler"
+    missing = run_core("generate", "--plugin", "toy", "-n", "1", "--sampler", "no-such-sampler", "--out", tmp_path / "run2")
+    assert missing.returncode != 0 and "unknown sampler 'no-such-sampler'" in missing.stderr and "fake-sampler" in missing.stderr
+
+
 def test_generate_with_broken_plugin_names_the_failure(plugin_site, core):
     plugin_site.add("broken", BROKEN)
     code, _, err = core("generate", "--plugin", "broken", "-n", "1")

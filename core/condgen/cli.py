@@ -395,7 +395,10 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
                 manifest.update(completed=len(done) + len(fresh), nfe=session.nfe, timings=session.timings(len(fresh), time.perf_counter() - started))
                 run_dir.write_manifest(manifest)
     except BaseException as exc:
-        manifest.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        # Count the files on disk: the signal may land between a batch's sample files
+        # (each written atomically, so whole) and the manifest update that counts them.
+        finished = len(run_dir.finished_indices(writer.extension, n))
+        manifest.update(completed=finished, status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         run_dir.write_manifest(manifest)
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(f"interrupted after {manifest['completed']}/{n} samples; finish with: core generate --resume --out {run_dir.path}") from None

@@ -179,18 +179,19 @@ class Session:
 
         from condgen import execution
         from condgen.guidance import guided, parse_guidance
-        from condgen.plugins import get_plugin_manager
+        from condgen.plugins import tables_for
 
         self.generator = generator
-        plugins = get_plugin_manager({generator.plugin}) if generator.plugin else get_plugin_manager(set())
+        tables = tables_for(generator.plugin)
+        samplers, writers = tables["samplers"], tables["writers"]
         self.seed = _check_seed(seed)
         self.conditions = parsed_conditions if parsed_conditions is not None else generator.conditions.validate(condition)
         self.sampler_name = sampler or generator.default_sampler
-        if self.sampler_name not in plugins.samplers:
-            raise UsageError(f"unknown sampler {self.sampler_name!r}; known: {', '.join(sorted(plugins.samplers))} (see `core samplers`)")
-        self.sampler = plugins.samplers[self.sampler_name]
+        if self.sampler_name not in samplers:
+            raise UsageError(f"unknown sampler {self.sampler_name!r}; known: {', '.join(sorted(samplers))} (see `core samplers`)")
+        self.sampler = samplers[self.sampler_name]
         if generator.kind not in self.sampler.kinds:
-            fits = sorted(k for k, s in plugins.samplers.items() if generator.kind in s.kinds)
+            fits = sorted(k for k, s in samplers.items() if generator.kind in s.kinds)
             raise UsageError(f"sampler {self.sampler_name!r} does not sample {generator.kind!r} models; use one of: {', '.join(fits)}")
         self.steps = generator.default_steps if steps is None else steps
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -200,7 +201,7 @@ class Session:
         if unknown:
             raise UsageError(f"sampler {self.sampler_name!r} has no option {sorted(unknown)[0]!r}; options: {', '.join(self.sampler.options) or 'none'}")
         specs = list(guidance) if guidance else list(generator.default_guidance)
-        parsed = [parse_guidance(g, plugins.guidance) if isinstance(g, str) else g for g in specs]
+        parsed = [parse_guidance(g, tables["guidance"]) if isinstance(g, str) else g for g in specs]
         for g in parsed:
             if generator.kind not in g.kinds:
                 raise UsageError(f"guidance {g.name!r} does not apply to model kind {generator.kind!r} (applies to {', '.join(g.kinds)})")
@@ -212,9 +213,9 @@ class Session:
         self.format = format or generator.formats[0]
         if self.format not in generator.formats:
             raise UsageError(f"generator {generator.name!r} does not write {self.format!r}; formats: {', '.join(generator.formats)}")
-        if self.format not in plugins.writers:
+        if self.format not in writers:
             raise UsageError(f"no writer for format {self.format!r} is installed")
-        self.writer = plugins.writers[self.format]
+        self.writer = writers[self.format]
 
         self.device = execution.resolve_device(device)
         self.autocast_dtype = execution.resolve_dtype(dtype, self.device)
@@ -362,15 +363,15 @@ class Run:
     def save(self, out: str | Path, format: str | None = None) -> Path:
         """Write every sample, the collection files, the preview and ``manifest.json``."""
         from condgen.outputs import RunDirectory
-        from condgen.plugins import get_plugin_manager
+        from condgen.plugins import tables_for
 
         fmt = format or self.format
-        plugins = get_plugin_manager({self.generator.plugin}) if self.generator.plugin else get_plugin_manager(set())
-        if fmt not in plugins.writers or fmt not in self.generator.formats:
+        writers = tables_for(self.generator.plugin)["writers"]
+        if fmt not in self.generator.formats or fmt not in writers:
             raise UsageError(f"generator {self.generator.name!r} does not write {fmt!r}; formats: {', '.join(self.generator.formats)}")
         run_dir = RunDirectory(out)
         run_dir.create(resume=False)
-        writer = plugins.writers[fmt]
+        writer = writers[fmt]
         for index, sample in zip(self.indices, self.samples):
             writer.write(sample, run_dir.sample_path(index, writer.extension))
         manifest = dict(self.manifest)

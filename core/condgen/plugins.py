@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -275,3 +276,38 @@ def get_plugin_manager(only: set[str] | None = None) -> Plugins:
 def reset() -> None:
     """Forget loaded plugins (tests; after installing a plugin at run time)."""
     _CACHE.clear()
+
+
+class SharedTable(Mapping):
+    """A registry table (samplers, guidance, writers) as seen by one generator's run.
+
+    ``--plugin X`` imports X alone, so a name is looked up first among what X and the
+    core registered; only a name they lack makes every installed plugin load, so that a
+    sampler, guidance method or writer published by one plugin serves every domain.
+    """
+
+    def __init__(self, plugins: Plugins, table: str):
+        self._first, self._table = getattr(plugins, table), table
+
+    def _everything(self) -> dict:
+        return getattr(get_plugin_manager(None), self._table)
+
+    def __getitem__(self, name):
+        if name in self._first:
+            return self._first[name]
+        return self._everything()[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._first or name in self._everything()
+
+    def __iter__(self):
+        return iter({**self._everything(), **self._first})
+
+    def __len__(self) -> int:
+        return len({**self._everything(), **self._first})
+
+
+def tables_for(plugin: str | None) -> dict[str, SharedTable]:
+    """Samplers, guidance and writers a generator of ``plugin`` can use (see SharedTable)."""
+    plugins = get_plugin_manager({plugin}) if plugin else get_plugin_manager(set())
+    return {table: SharedTable(plugins, table) for table in ("samplers", "guidance", "writers")}

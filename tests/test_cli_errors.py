@@ -19,6 +19,20 @@ def test_unknown_condition_key(core):
     assert_one_line_error(*core("generate", "--plugin", "toy", "-c", "colour=red")[::2], "unknown condition 'colour'", "component")
 
 
+def test_prompt_shorthand_on_a_generator_without_prompts(core):
+    code, _, err = core("generate", "--plugin", "toy", "--prompt", "hello, world", "-n", "1")
+    assert_one_line_error(code, err, "unknown condition 'prompt'", "component")
+
+
+def test_shorthands_become_conditions_and_keep_commas():
+    from condgen.cli import _shorthand_conditions
+    from condgen.conditions import Schema, Text
+
+    items = _shorthand_conditions(["topic=science"], data=None, target=None, prompt="Well, then")
+    assert items == ["prompt=Well, then", "topic=science"]
+    assert Schema({"prompt": Text()}).parse_cli(items[:1])["prompt"] == ["Well, then"]
+
+
 def test_unknown_condition_label(core):
     assert_one_line_error(*core("generate", "--plugin", "toy", "-c", "component=up")[::2], "unknown label 'up'", "north")
 

@@ -300,6 +300,7 @@ def _default_out(generator: str) -> Path:
 @click.option("-c", "--condition", "conditions", multiple=True, metavar="KEY=VALUE", help="Condition; comma-separated values cycle over samples.")
 @click.option("--data", "data", help="Shorthand for -c data=PATH (generators that model a user's table).")
 @click.option("--target", "target", help="Shorthand for -c target=COLUMN (the table's class column).")
+@click.option("--prompt", "prompt", help="Shorthand for -c prompt=TEXT (generators that continue a text; commas stay in the text).")
 @click.option("-n", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
 @click.option("--sampler", "-s", help="Sampler (default: the generator's).")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampling steps (default: the generator's).")
@@ -315,7 +316,7 @@ def _default_out(generator: str) -> Path:
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: a new one under ./runs/).")
 @click.option("--resume", is_flag=True, help="Finish the interrupted run in --out.")
 @click.pass_context
-def generate(ctx, plugin, model, conditions, data, target, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, weights, format_, out, resume):
+def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, weights, format_, out, resume):
     """Generate conditioned samples into a run directory with a manifest."""
     from condgen.outputs import RunDirectory
 
@@ -336,7 +337,7 @@ def generate(ctx, plugin, model, conditions, data, target, n, sampler, steps, gu
     from condgen.plugins import get_plugin_manager
 
     gen = find_generator(get_plugin_manager({plugin}), plugin, model)
-    parsed = gen.conditions.parse_cli(_table_conditions(conditions, data, target))
+    parsed = gen.conditions.parse_cli(_shorthand_conditions(conditions, data=data, target=target, prompt=prompt))
     run_dir = RunDirectory(out or _default_out(gen.name))
     run_dir.create(resume=resume)
     started = time.perf_counter()
@@ -355,11 +356,10 @@ def generate(ctx, plugin, model, conditions, data, target, n, sampler, steps, gu
     click.echo(str(run_dir.path))
 
 
-def _table_conditions(conditions, data, target) -> list[str]:
-    """--data/--target go first, as the conditions ``data`` and ``target``: generators
+def _shorthand_conditions(conditions, **shorthands) -> list[str]:
+    """--data/--target/--prompt go first, as the conditions of those names: generators
     that model a user's table (tabular) build the rest of their schema from them."""
-    extra = ([f"data={data}"] if data is not None else []) + ([f"target={target}"] if target is not None else [])
-    return extra + list(conditions)
+    return [f"{key}={value}" for key, value in shorthands.items() if value is not None] + list(conditions)
 
 
 def _check_resume_args(given: dict, request: dict) -> None:
@@ -462,6 +462,7 @@ def train(plugin, model, dataset, steps, seed, device, out, resume):
 @click.option("-c", "--condition", "conditions", multiple=True, metavar="KEY=VALUE")
 @click.option("--data", "data", help="Shorthand for -c data=PATH (generators that model a user's table).")
 @click.option("--target", "target", help="Shorthand for -c target=COLUMN (the table's class column).")
+@click.option("--prompt", "prompt", help="Shorthand for -c prompt=TEXT (generators that continue a text; commas stay in the text).")
 @click.option("-n", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--sampler", "-s")
 @click.option("--steps", type=click.IntRange(min=1))
@@ -471,7 +472,7 @@ def train(plugin, model, dataset, steps, seed, device, out, resume):
 @click.option("--device", default="auto", show_default=True)
 @click.option("--weights")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate(plugin, model, conditions, data, target, n, sampler, steps, guidance, seed, batch_size, device, weights, as_json):
+def evaluate(plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, seed, batch_size, device, weights, as_json):
     """Generate n samples and score them with the plugin's metrics."""
     from condgen.generators import find_generator
     from condgen.plugins import get_plugin_manager
@@ -486,7 +487,7 @@ def evaluate(plugin, model, conditions, data, target, n, sampler, steps, guidanc
         run = gen.generate(
             n=n, condition=None, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size,
             device=device, weights=weights, progress=lambda amount: bar.advance(task, amount),
-            parsed_conditions=gen.conditions.parse_cli(_table_conditions(conditions, data, target)),
+            parsed_conditions=gen.conditions.parse_cli(_shorthand_conditions(conditions, data=data, target=target, prompt=prompt)),
         )
     scores = {}
     for metric in metrics:

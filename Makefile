@@ -34,3 +34,9 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Opt-in: TabPFN v1 weights for the tabular plugin's -c backbone=tabpfn, converted once from
+# the tabpfn==0.1 source archive on PyPI (TABPFN_ARCHIVE=path to use a local copy).
+.PHONY: tabpfn
+tabpfn: setup
+	$(PY) -m condgen_tabular.convert $(if $(TABPFN_ARCHIVE),--from $(TABPFN_ARCHIVE))

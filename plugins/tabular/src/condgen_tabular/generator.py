@@ -6,8 +6,9 @@ generate time, its conditions built from that table's classes.
 
     core generate --plugin tabular -n 500 -c data=train.csv -c target=label -c label=yes,no
     core generate --plugin tabular                      # built-in iris, 50 rows
+    core generate --plugin tabular -c backbone=tabpfn   # the paper's TabPFN v1 (after `make tabpfn`)
 
-The schema is live: ``data`` and ``target`` pick the table, and the class condition
+The schema is live: ``data`` and ``target`` pick the table, ``backbone`` the energy's classifier, and the class condition
 is named after the target column (``class`` for the built-in tables, and when the
 target column is itself called ``data`` or ``target``) and lists that table's classes.
 Without a class condition, every class is asked for in turn (a balanced sample).
@@ -26,7 +27,7 @@ from condgen.conditions import ClassLabel, Condition, Schema
 from condgen_tabular import BUILTIN, DEFAULT_ROWS
 
 DEFAULT_DATA = "iris"
-GLOBAL_KEYS = ("data", "target")
+GLOBAL_KEYS = ("data", "target", "backbone")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,26 @@ class ColumnName(Condition):
 
 
 @dataclass(frozen=True)
+class BackboneName(Condition):
+    """The classifier behind TabEBM's class energies."""
+
+    kind = "backbone"
+
+    def validate(self, key, value):
+        from condgen_tabular.model import BACKBONES
+
+        if not isinstance(value, str) or value.strip() not in BACKBONES:
+            raise ConditionError(f"condition {key!r}: unknown TabEBM backbone {value!r}; accepted: {self.accepted()}")
+        return value.strip()
+
+    def accepted(self):
+        return "gp (default, needs nothing) or tabpfn (the paper's TabPFN v1; convert its weights once with `make tabpfn`)"
+
+    def encode(self, values):
+        return list(values)
+
+
+@dataclass(frozen=True)
 class TableClass(ClassLabel):
     """A class of the table: matched by its value first (so ``-c label=3`` is the class
     whose value is 3, not the fourth class), then by index."""
@@ -91,12 +112,15 @@ class TableSchema(Schema):
         return {
             "data": TableSource(description="the table to model (path or built-in name)"),
             "target": ColumnName(description="the class column of the table"),
+            "backbone": BackboneName(description="the energy's classifier: gp or tabpfn"),
             key: TableClass(names=table.class_names, description=f"class of column {table.target!r} to generate; default: every class in turn"),
         }
 
     def _select_table(self, values: dict) -> None:
         data = values.get("data")
         target = values.get("target")
+        if values.get("backbone") is not None:
+            self.generator.use_backbone(values["backbone"])
         if data is not None or target is not None:
             self.generator.fit(data if data is not None else self.generator.source, target=target)
 
@@ -119,11 +143,11 @@ class TableSchema(Schema):
 
     @staticmethod
     def _global(key):
-        return TableSource() if key == "data" else ColumnName()
+        return {"data": TableSource, "target": ColumnName, "backbone": BackboneName}[key]()
 
     def _complete(self, parsed):
         key = self.generator.class_key
-        parsed = {"data": [self.generator.source], "target": [self.generator.table.target], **parsed}
+        parsed = {"data": [self.generator.source], "target": [self.generator.table.target], "backbone": [self.generator.backbone], **parsed}
         if key not in parsed:
             parsed[key] = list(range(len(self.generator.table.class_names)))
         return parsed
@@ -153,14 +177,9 @@ class TabularGenerator(condgen.Generator):
         """Use ``data`` (a path, a built-in name, or a pandas DataFrame) with class column
         ``target``; returns the generator. The energies are fitted when sampling starts."""
         from condgen_tabular.data import load_table, table_from_frame
-        from condgen_tabular.model import BACKBONES
 
-        if backbone is not None:
-            if backbone not in BACKBONES:
-                raise UsageError(f"unknown TabEBM backbone {backbone!r}; known: {', '.join(BACKBONES)}")
-            self.backbone = backbone
-        if backbone_options:
-            self.backbone_options = dict(backbone_options)
+        if backbone is not None or backbone_options:
+            self.use_backbone(backbone or self.backbone, **backbone_options)
         if hasattr(data, "columns"):  # a pandas DataFrame
             if not target:
                 raise ConditionError("condition 'target' is required with a DataFrame: name its class column")
@@ -169,6 +188,22 @@ class TabularGenerator(condgen.Generator):
             source = str(data)
             self._table, self.source = load_table(source, target), source
         self._model = None
+        return self
+
+    def use_backbone(self, backbone: str, **options):
+        """Pick TabEBM's classifier (``gp`` or ``tabpfn``) and its options; the TabPFN
+        weights must have been converted (checked here, so the error comes first)."""
+        from condgen_tabular.model import BACKBONES
+
+        if backbone not in BACKBONES:
+            raise UsageError(f"unknown TabEBM backbone {backbone!r}; known: {', '.join(BACKBONES)}")
+        if backbone == "tabpfn":
+            from condgen_tabular.tabpfn import load_transformer
+
+            load_transformer(options.get("weights"))  # one-line CheckpointError when not converted
+        if backbone != self.backbone or options:
+            self.backbone, self.backbone_options = backbone, dict(options)
+            self._model = None
         return self
 
     @property

@@ -13,7 +13,8 @@ negatives. The paper's classifier is TabPFN; the backbone here is pluggable
 (``BACKBONES``). The default, ``gp``, needs nothing: an in-context Gaussian-process
 classifier (the posterior mean of GP regression on +-1 targets, RBF kernel), which
 TabPFN's prior contains and whose posterior mean it approximates; it is fitted by one
-linear solve on the small table and is differentiable in x.
+linear solve on the small table and is differentiable in x. ``tabpfn`` is the paper's
+TabPFN v1 (``condgen_tabular.tabpfn``), once its weights have been converted.
 """
 
 from __future__ import annotations
@@ -76,8 +77,15 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None], 0.0)
 
 
+def _tabpfn(positives: np.ndarray, negatives: np.ndarray, **options) -> nn.Module:
+    from condgen_tabular.tabpfn import tabpfn_backbone
+
+    return tabpfn_backbone(positives, negatives, **options)
+
+
 #: Energy backbones: name -> callable(positives, negatives, **options) -> module x -> logits [B, 2].
-BACKBONES = {"gp": GPClassifier}
+#: ``tabpfn`` is the paper's (weights converted once by ``condgen_tabular.convert``).
+BACKBONES = {"gp": GPClassifier, "tabpfn": _tabpfn}
 
 
 def class_energy(logits: torch.Tensor) -> torch.Tensor:
@@ -116,9 +124,9 @@ class TabEBM(nn.Module):
         for c in labels.unique().tolist():  # each row sees only its own class's classifier
             rows = labels == c
             if c >= 0:
-                energy = energy.index_put((rows,), class_energy(self.classifiers[c](x[rows])))
+                energy = energy.index_put((rows,), class_energy(self.classifiers[c](x[rows])).to(energy.dtype))
             else:
-                energy = energy.index_put((rows,), -torch.logsumexp(self.log_prior - self.energies(x[rows]), 1))
+                energy = energy.index_put((rows,), -torch.logsumexp(self.log_prior - self.energies(x[rows]).to(self.log_prior.dtype), 1))
         return energy.to(x.dtype)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:

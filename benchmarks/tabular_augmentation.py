@@ -8,10 +8,18 @@ real + TabEBM and real + SMOTE; balanced accuracy on the test rows. Also fidelit
 (mean per-feature KS, correlation difference) against the test rows and the median
 distance to closest record (DCR) to the training rows.
 
-    .venv/bin/python benchmarks/tabular_augmentation.py            # print the table
-    .venv/bin/python benchmarks/tabular_augmentation.py --write    # and update the docs
+    .venv/bin/python benchmarks/tabular_augmentation.py                      # GP backbone, N 20/50/100
+    .venv/bin/python benchmarks/tabular_augmentation.py --backbone tabpfn --sizes 50
+    .venv/bin/python benchmarks/tabular_augmentation.py --render             # docs from the saved runs
 
-About 10 minutes on one CPU core.
+Each run saves benchmarks/tabular_augmentation[_BACKBONE][_reference-step].json (or
+--out); --datasets splits a run over processes (their files are merged by --render).
+``--step reference`` runs SGLD as the TabEBM code does: it averages the energy over the
+samples of a class before the gradient, so each sample moves by step_size / (samples
+of its class) times its own gradient; ``paper`` (the default) uses step_size itself.
+
+About 10 minutes on one CPU core with the GP backbone (all sizes); about 3.5 minutes
+per table and seed with TabPFN v1 at N = 50.
 """
 
 from __future__ import annotations
@@ -34,19 +42,27 @@ from condgen_tabular.data import BUILTIN, BUILTIN_TARGET, _sklearn_frame, strati
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins" / "tabular.md"
-PLOT = ROOT / "docs" / "img" / "tabular_augmentation.png"
+PLOT_DIR = ROOT / "docs" / "plugins" / "tabular"
 SIZES = (20, 50, 100)
 SEEDS = (0, 1, 2, 3, 4)
 SYNTHETIC = 500
 METHODS = ("real", "tabebm", "smote")
 
 
-def run_one(gen, full, n, seed) -> dict:
+def saved_path(backbone: str, step: str) -> Path:
+    suffix = ("" if backbone == "gp" else f"_{backbone}") + ("" if step == "paper" else f"_{step}-step")
+    return ROOT / "benchmarks" / f"tabular_augmentation{suffix}.json"
+
+
+def run_one(gen, full, n, seed, step="paper") -> dict:
     train, test = stratified_subsample(full, BUILTIN_TARGET, n, seed=seed)
     gen.fit(train, target=BUILTIN_TARGET)
     table = gen.table
     x_test, y_test = table.encoder.encode(test), table.encoder.labels(test)
-    x_tab, y_tab = ev.tabebm_rows(gen, SYNTHETIC, seed=seed)
+    options = {}
+    if step == "reference":  # the TabEBM code's mean-over-samples energy: step / samples per class
+        options["sampler_options"] = {"step_size": 0.1 / (SYNTHETIC // len(table.class_names))}
+    x_tab, y_tab = ev.tabebm_rows(gen, SYNTHETIC, seed=seed, **options)
     x_smo, y_smo = ev.smote(table.x, table.y, SYNTHETIC // len(table.class_names), seed=seed)
     sets = {
         "real": (table.x, table.y),
@@ -61,33 +77,71 @@ def run_one(gen, full, n, seed) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--write", action="store_true", help="update docs/plugins/tabular.md and the plot")
+    parser.add_argument("--backbone", default="gp", choices=("gp", "tabpfn"))
+    parser.add_argument("--step", default="paper", choices=("paper", "reference"), help="SGLD step per sample (see the module)")
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
-    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from benchmarks/tabular_augmentation.json")
+    parser.add_argument("--datasets", nargs="*", default=list(BUILTIN))
+    parser.add_argument("--out", type=Path, help="JSON file for this run (default: by backbone and step)")
+    parser.add_argument("--render", action="store_true", help="update docs/plugins/tabular.md and the plots from the saved runs")
     args = parser.parse_args()
-    if args.plot_only:
-        saved = json.loads((ROOT / "benchmarks" / "tabular_augmentation.json").read_text())
-        plot({name: {int(n): rows for n, rows in by_n.items()} for name, by_n in saved.items()}, args.sizes)
-        return
+    if args.render:
+        return render_all()
     gen = condgen.load("tabular")
+    gen.fit("iris", backbone=args.backbone)
     results: dict = {}
     started = time.perf_counter()
-    for name in BUILTIN:
+    for name in args.datasets:
         full = _sklearn_frame(name)
         for n in args.sizes:
             for seed in SEEDS:
-                results.setdefault(name, {}).setdefault(n, []).append(run_one(gen, full, n, seed))
+                results.setdefault(name, {}).setdefault(n, []).append(run_one(gen, full, n, seed, args.step))
             r = results[name][n]
             means = {m: np.mean([np.mean(list(x[m].values())) for x in r]) for m in METHODS}
             print(f"{name:14s} N={n:3d}  " + "  ".join(f"{m} {v:.4f}" for m, v in means.items()) + f"  ({time.perf_counter() - started:.0f}s)", flush=True)
-    tables = render(results, args.sizes)
-    print(tables)
-    (ROOT / "benchmarks" / "tabular_augmentation.json").write_text(json.dumps(results, indent=1, default=float))
-    if args.write:
-        text = DOC.read_text()
-        text = re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _: f"<!-- bench:start -->\n{tables}\n<!-- bench:end -->", text, flags=re.S)
-        DOC.write_text(text)
-        plot(results, args.sizes)
+    out = args.out or saved_path(args.backbone, args.step)
+    meta = {"backbone": args.backbone, "step": args.step, "synthetic": SYNTHETIC, "seeds": list(SEEDS), "seconds": round(time.perf_counter() - started),
+            "machine": f"{platform.machine()}, 1 thread, torch {torch.__version__}"}
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=float))
+    print(render(results, args.sizes, meta))
+
+
+def load_runs(backbone: str, step: str) -> tuple[dict, dict] | None:
+    """The saved results of one configuration, merged over its part files."""
+    base = saved_path(backbone, step)
+    parts = sorted(base.parent.glob(base.stem + "*.json"))
+    parts = [p for p in parts if p == base or p.stem[len(base.stem):].startswith("_part")]
+    if not parts:
+        return None
+    results, meta = {}, {}
+    for part in parts:
+        saved = json.loads(part.read_text())
+        meta = saved["meta"]
+        for name, by_n in saved["results"].items():
+            results.setdefault(name, {}).update({int(n): rows for n, rows in by_n.items()})
+    order = [name for name in BUILTIN if name in results]
+    return {name: results[name] for name in order}, meta
+
+
+CONFIGS = (("gp", "paper"), ("tabpfn", "paper"), ("gp", "reference"), ("tabpfn", "reference"))
+
+
+def render_all():
+    text = DOC.read_text()
+    for backbone, step in CONFIGS:
+        loaded = load_runs(backbone, step)
+        if loaded is None:
+            continue
+        results, meta = loaded
+        sizes = sorted({n for by_n in results.values() for n in by_n})
+        tag = f"{backbone}-{step}"
+        block = render(results, sizes, meta)
+        pattern = rf"<!-- bench:{tag}:start -->.*<!-- bench:{tag}:end -->"
+        if not re.search(pattern, text, flags=re.S):
+            print(f"docs have no markers for {tag}; skipped")
+            continue
+        text = re.sub(pattern, lambda _, tag=tag, block=block: f"<!-- bench:{tag}:start -->\n{block}\n<!-- bench:{tag}:end -->", text, flags=re.S)
+        plot(results, sizes, PLOT_DIR / f"augmentation_{tag}.png", f"backbone {backbone}, {step} SGLD step")
+    DOC.write_text(text)
 
 
 def _mean(rows, method, classifier=None):
@@ -95,10 +149,14 @@ def _mean(rows, method, classifier=None):
     return float(np.mean(values)), float(np.std(values))
 
 
-def render(results, sizes) -> str:
+def render(results, sizes, meta) -> str:
+    step = {"paper": "paper's SGLD step", "reference": "TabEBM code's effective SGLD step"}[meta["step"]]
+    command = "benchmarks/tabular_augmentation.py" + ("" if meta["backbone"] == "gp" else f" --backbone {meta['backbone']}") + ("" if meta["step"] == "paper" else f" --step {meta['step']}")
+    if sizes != list(SIZES):
+        command += " --sizes " + " ".join(map(str, sizes))
     lines = [
-        f"Measured on {platform.machine()}, 1 thread, torch {torch.__version__}, CPU; backbone `gp` (the default; no TabPFN); "
-        f"{SYNTHETIC} synthetic rows; seeds {SEEDS[0]}-{SEEDS[-1]}; `.venv/bin/python benchmarks/tabular_augmentation.py --write`.",
+        f"Backbone **`{meta['backbone']}`**, {step}; measured on {meta['machine']}, CPU; {meta['synthetic']} synthetic rows; "
+        f"seeds {meta['seeds'][0]}-{meta['seeds'][-1]}; `.venv/bin/python {command}`.",
         "",
         "**Mean balanced accuracy over LR, kNN, RF, MLP** (mean ± std over 5 seeds; bold: better than real only):",
         "",
@@ -133,28 +191,31 @@ def render(results, sizes) -> str:
     return "\n".join(lines)
 
 
-def plot(results, sizes):
+def plot(results, sizes, path, title):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2), dpi=110)
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.4), dpi=110)
+    fig.suptitle(title, fontsize=9)
     for ax, (name, by_n) in zip(np.atleast_1d(axes), results.items()):
         for m, colour in zip(METHODS, ("black", "tab:red", "tab:blue")):
             means = [_mean(by_n[n], m) for n in sizes]
-            ax.errorbar(sizes, [a for a, _ in means], yerr=[s for _, s in means], label=m, color=colour, marker="o", capsize=3)
+            ax.errorbar(sizes, [a for a, _ in means], yerr=[s for _, s in means], label=m, color=colour, marker="o", capsize=3, ls="-" if len(sizes) > 1 else "none")
         ax.set_title(name)
         ax.set_xlabel("real training rows N")
-        ax.set_xscale("log")
+        if len(sizes) > 1:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     np.atleast_1d(axes)[0].set_ylabel("mean balanced accuracy")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""condgen-text: topic-conditioned quotations by GeDi-guided decoding."""

@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt $(PLUGINS) scripts/install-debian-packa
 	bash scripts/install-debian-packages
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_QUIET) -c constraints.txt -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(PY) -m pip install $(PIP_QUIET) --no-deps 'molsets==0.3.1'  # MOSES data files for plugins/molecules (its old pins and code are not used)
 	touch $(STAMP)
 
 demo: setup

@@ -1,0 +1,115 @@
+"""MOSES metrics of the molecules plugin's shipped models, next to the papers' figures.
+
+    .venv/bin/python benchmarks/molecules_quality.py --write                 # SELFIES 10k, SMILES 2k, references
+    .venv/bin/python benchmarks/molecules_quality.py --only selfies --n 1000  # one part, fewer samples
+
+Unconditional samples, seed 0, the generator's default sampler and steps. FCD/Test is
+against 10,000 random MOSES test molecules (ChemNet activations of our own network on
+fcd-torch's weights); the "MOSES train" row scores 10,000 training molecules the same way,
+which shows what the finite reference alone costs. Results go to
+benchmarks/molecules_quality.json and, with --write, into docs/plugins/molecules.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import condgen
+from condgen_molecules import data, evaluate
+
+from molecules_common import IMG, ROOT, machine, write_doc
+
+RESULTS = ROOT / "benchmarks" / "molecules_quality.json"
+REFERENCE = 10_000
+PARTS = {"selfies": ("molecules", 10_000), "smiles": ("molecules-smiles", 2_000)}
+
+# Published MOSES figures (FCD/Test against the full 176k test split, 30k samples):
+# Polykovskiy et al. 2020, Table 2.
+PAPERS = [
+    ("MOSES train (Polykovskiy et al. 2020)", "1.000", "1.000", "1.000", "0.000", "0.857", "0.008"),
+    ("CharRNN (Polykovskiy et al. 2020)", "0.975", "1.000", "0.999", "0.842", "0.856", "0.073"),
+    ("JT-VAE (Polykovskiy et al. 2020)", "1.000", "1.000", "0.999", "0.914", "0.855", "0.395"),
+]
+HEADER = "| model | validity | unique@1k | unique@10k | novelty | IntDiv1 | FCD/Test |\n|---|---:|---:|---:|---:|---:|---:|"
+
+
+def row(label: str, s: dict) -> str:
+    cells = [f"{s['validity']:.3f}", f"{s['unique@1k']:.3f}", f"{s['unique@10k']:.3f}" if s.get("n", 0) >= 10_000 else "-",
+             f"{s['novelty']:.3f}", f"{s['intdiv1']:.3f}", f"{s['fcd_test']:.3f}"]
+    return "| " + " | ".join([label] + cells) + " |"
+
+
+def sample_part(name: str, n: int, steps: int | None) -> tuple[dict, list]:
+    generator = condgen.load("molecules", name)
+    started = time.perf_counter()
+    run = generator.generate(n=n, seed=0, device="cpu", batch_size=500, **({"steps": steps} if steps else {}))
+    scores = evaluate.quality(run.samples, fcd_reference=REFERENCE)
+    scores.update(n=n, steps=run.manifest["steps"], sample_s=run.manifest["timings"]["sample_s"], wall_s=time.perf_counter() - started,
+                  generator=name, weights_sha256=run.manifest["weights"]["sha256"])
+    return scores, run.samples
+
+
+def reference_part() -> dict:
+    """MOSES train molecules scored as if generated (novelty is 0 by construction)."""
+    smiles = data.moses_smiles("train", limit=REFERENCE, seed=1)
+    scores = evaluate.quality([evaluate.describe(s) for s in smiles], fcd_reference=REFERENCE)
+    from condgen_molecules import chemnet
+
+    scaffolds = data.moses_smiles("test_scaffolds", limit=REFERENCE, seed=0)
+    scores["fcd_test_scaffolds_vs_test"] = chemnet.fcd(scaffolds, evaluate.test_reference(REFERENCE))
+    scores["n"] = REFERENCE
+    return scores
+
+
+def draw_examples(samples: list, path: Path, title: str) -> None:
+    from rdkit.Chem import Draw
+
+    mols = [data.to_mol(s["smiles"]) for s in samples if s["valid"]][:24]
+    legends = [f"QED {s['qed']:.2f}  logP {s['logp']:.1f}  SA {s['sa']:.1f}" for s in samples if s["valid"]][:24]
+    image = Draw.MolsToGridImage(mols, molsPerRow=6, subImgSize=(230, 190), legends=legends)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    del title
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=[*PARTS, "reference"], action="append")
+    parser.add_argument("--n", type=int, help="samples per model (default: 10,000 SELFIES, 2,000 SMILES)")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--write", action="store_true", help="write the table into docs/plugins/molecules.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for part in args.only or [*PARTS, "reference"]:
+        started = time.perf_counter()
+        if part == "reference":
+            results[part] = reference_part()
+        else:
+            name, n = PARTS[part]
+            results[part], samples = sample_part(name, args.n or n, args.steps)
+            draw_examples(samples, IMG / f"{part}_samples.png", name)
+        print(part, json.dumps(results[part], default=float), f"({time.perf_counter() - started:.0f} s)", flush=True)
+        RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    if args.write:
+        lines = [machine(args.threads), "", HEADER]
+        for part, label in (("selfies", "**ours, SELFIES (default)**"), ("smiles", "**ours, SMILES**"), ("reference", "MOSES train, 10k (our FCD code)")):
+            if part in results:
+                s = results[part]
+                extra = f", {s['n']:,} samples, {s['steps']} steps" if part != "reference" else ""
+                lines.append(row(label + extra, s))
+        lines += ["| " + " | ".join(p) + " |" for p in PAPERS]
+        if "reference" in results:
+            lines += ["", f"FCD of 10,000 MOSES test_scaffolds molecules against the 10,000 test molecules (our code): "
+                          f"{results['reference']['fcd_test_scaffolds_vs_test']:.3f} (MOSES reports 0.476 for train vs TestSF)."]
+        write_doc("quality", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

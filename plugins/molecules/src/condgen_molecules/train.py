@@ -1,0 +1,216 @@
+"""Training ChemBFN on a MOSES subset: the continuous-time discrete BFN loss, property
+dropout for classifier-free guidance, AdamW with warm-up, EMA weights, resume.
+
+    python -m condgen_molecules.train --tokens selfies --out weights/molecules.safetensors
+    core train --plugin molecules [--model molecules-smiles] --out PATH
+
+Each step draws t ~ U(0, 1), a sender sample theta ~ p_F(. | x, t) and scores the
+network's output distribution with L_inf (``model.continuous_loss``). Conditions: with
+probability ``drop_all`` both properties are replaced by the null (the unconditional
+model CFG needs); otherwise each is dropped with ``drop_each``, so a request that names
+only one property (``-c qed=0.9``) is in distribution too.
+
+All randomness comes from one ``torch.Generator`` seeded by ``--seed``. The EMA weights
+go to ``out`` (what the generator loads); the raw weights, AdamW moments, step and
+generator state go to ``<out>.state.safetensors`` so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+import condgen
+from condgen.checkpoints import load_checkpoint, save_checkpoint
+
+from condgen_molecules import data
+from condgen_molecules.model import ChemBFN, continuous_loss, sender_theta
+from condgen_molecules.tokens import Tokenizer
+
+CONDITIONS = ("qed", "logp")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    generator: str
+    tokens: str  # "smiles" | "selfies"
+    molecules: int = 80_000  # MOSES train subset
+    length: int = 52  # token positions incl. <start>/<end>; longer molecules (<1%) are left out
+    width: int = 128
+    depth: int = 4
+    heads: int = 4
+    k_beta1: float = 20.4  # K * beta1, as Graves et al. choose beta1 for text8 (27 * 0.75)
+    steps: int = 2200
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 200
+    ema: float = 0.999
+    drop_all: float = 0.15
+    drop_each: float = 0.25
+    save_every: int = 250
+    seed_data: int = 0
+
+
+RECIPES = {
+    "selfies": Recipe("molecules", "selfies"),
+    "smiles": Recipe("molecules-smiles", "smiles"),
+}
+
+
+def recipe_for(tokens: str) -> Recipe:
+    if tokens not in RECIPES:
+        raise condgen.UsageError(f"no recipe for {tokens!r} tokens; known: {', '.join(RECIPES)}")
+    return RECIPES[tokens]
+
+
+def prepare(recipe: Recipe, progress=print) -> dict:
+    """Token ids [N, L], conditions and the tokeniser of the recipe's MOSES subset."""
+    started = time.perf_counter()
+    smiles = data.moses_smiles("train", limit=recipe.molecules, seed=recipe.seed_data)
+    tokenizer, kept, split = Tokenizer.build(recipe.tokens, smiles, recipe.length)
+    ids = torch.tensor([tokenizer.encode(s, tokens) for s, tokens in zip(kept, split)], dtype=torch.long)
+    props = data.condition_properties(kept)
+    cond = {k: torch.tensor(props[k], dtype=torch.float32) for k in CONDITIONS}
+    progress(f"data: {len(kept)} of {len(smiles)} MOSES train molecules fit {recipe.length} {recipe.tokens} tokens; "
+             f"vocabulary {tokenizer.size}; {time.perf_counter() - started:.0f} s")
+    return {"ids": ids, "cond": cond, "tokenizer": tokenizer}
+
+
+def model_config(recipe: Recipe, tokenizer: Tokenizer, cond: dict) -> dict:
+    return {
+        "model": "chembfn",
+        "tokenizer": tokenizer.config(),
+        "arch": {"width": recipe.width, "depth": recipe.depth, "heads": recipe.heads},
+        "beta1": recipe.k_beta1 / tokenizer.size,
+        "accuracy_schedule": "chembfn",
+        "properties": list(CONDITIONS),
+        "mean": {k: float(cond[k].mean()) for k in CONDITIONS},
+        "std": {k: float(cond[k].std()) for k in CONDITIONS},
+        "recipe": asdict(recipe),
+    }
+
+
+def build(config: dict) -> ChemBFN:
+    tokenizer = config["tokenizer"]
+    return ChemBFN(vocab=len(tokenizer["vocab"]), length=int(tokenizer["length"]), beta1=config["beta1"],
+                   properties=tuple(config["properties"]), mean=config["mean"], std=config["std"],
+                   accuracy_schedule=config.get("accuracy_schedule", "chembfn"), **config["arch"])
+
+
+def drop_conditions(cond: dict, recipe: Recipe, generator: torch.Generator) -> dict:
+    batch = next(iter(cond.values())).shape[0]
+    drop_all = torch.rand(batch, generator=generator) < recipe.drop_all
+    out = {}
+    for key, values in cond.items():
+        dropped = drop_all | (torch.rand(batch, generator=generator) < recipe.drop_each)
+        out[key] = torch.where(dropped, torch.full_like(values, math.nan), values)
+    return out
+
+
+def bfn_loss(model: ChemBFN, ids: torch.Tensor, cond: dict, generator: torch.Generator) -> torch.Tensor:
+    """Mean L_inf of a batch at random times."""
+    t = torch.rand(ids.shape[0], generator=generator)
+    theta = sender_theta(ids, t, model.beta1, model.num_classes, generator, model.accuracy_schedule)
+    return continuous_loss(model(theta, t, cond), ids, t, model.beta1, model.accuracy_schedule).mean()
+
+
+def _learning_rate(recipe: Recipe, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+    return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".state.safetensors")
+
+
+def _save(out, recipe, config, model, ema, optimizer, step, generator, losses):
+    save_checkpoint(out, ema.state_dict(), {**config, "trained_steps": step, "final_loss": losses[-1] if losses else None}, recipe.generator)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, group in optimizer.state_dict()["state"].items():
+        for name, value in group.items():
+            state[f"adam.{i}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    state["rng"] = generator.get_state()
+    save_checkpoint(_state_path(out), state, {"step": step, "losses": losses}, recipe.generator + ".state")
+
+
+def _restore(out, model, ema, optimizer, generator) -> tuple[int, list]:
+    state = load_checkpoint(_state_path(out))
+    model.load_state_dict({k[6:]: v for k, v in state.tensors.items() if k.startswith("model.")})
+    ema.load_state_dict(load_checkpoint(out).tensors)
+    optimizer_state = optimizer.state_dict()
+    optimizer_state["state"] = {i: {name: state.tensors[f"adam.{i}.{name}"] for name in ("step", "exp_avg", "exp_avg_sq")}
+                                for i in range(len(list(model.parameters())))}
+    optimizer.load_state_dict(optimizer_state)
+    generator.set_state(state.tensors["rng"])
+    return int(state.config["step"]), list(state.config["losses"])
+
+
+def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, progress=print, prepared: dict | None = None) -> dict:
+    torch.set_num_threads(1)  # the machine is shared; one core per training run
+    recipe = replace(recipe, steps=steps) if steps else recipe
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prepared = prepared or prepare(recipe, progress)
+    ids, cond, tokenizer = prepared["ids"], prepared["cond"], prepared["tokenizer"]
+    config = model_config(recipe, tokenizer, cond)
+    torch.manual_seed(seed)
+    model = build(config)
+    ema = copy.deepcopy(model).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    step, losses = 0, []
+    if resume and _state_path(out).is_file():
+        step, losses = _restore(out, model, ema, optimizer, generator)
+        progress(f"resumed at step {step}")
+    started, window = time.perf_counter(), []
+    while step < recipe.steps:
+        pick = torch.randint(len(ids), (recipe.batch,), generator=generator)
+        batch_cond = drop_conditions({k: v[pick] for k, v in cond.items()}, recipe, generator)
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(recipe, step)
+        loss = bfn_loss(model, ids[pick], batch_cond, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), model.parameters()):
+                e.lerp_(p, 1 - recipe.ema)
+        step += 1
+        window.append(loss.item())
+        if step % 10 == 0 or step == recipe.steps:  # the loss curve: means over 10 steps
+            losses.append(sum(window) / len(window))
+            window = []
+        if step % 50 == 0 or step == recipe.steps:
+            progress(f"step {step}/{recipe.steps} loss {losses[-1]:.3f} ({time.perf_counter() - started:.0f} s)")
+        if step % recipe.save_every == 0 or step == recipe.steps:
+            _save(out, recipe, config, model, ema, optimizer, step, generator, losses)
+            progress(f"saved step {step}")
+    return {"path": str(out), "steps": step, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+            "molecules": int(len(ids)), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", choices=sorted(RECIPES), default="selfies")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    summary = train(recipe_for(args.tokens), args.out, steps=args.steps, seed=args.seed, resume=args.resume, progress=lambda m: print(m, flush=True))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import condgen
+from condgen.checkpoints import load_checkpoint, read_torch_checkpoint
+from condgen.execution import SampleRNG
+from condgen.samplers.bfn import bfn_discrete, discrete_accuracy
+from condgen_molecules import chemnet, data, evaluate, writers
+from condgen_molecules.model import ChemBFN, accuracy, accuracy_rate, continuous_loss, sender_theta
+from condgen_molecules.tokens import Tokenizer, TokenError, split_smiles
+from condgen_molecules.train import RECIPES, bfn_loss, build, drop_conditions, model_config, prepare, train
+
+TINY = dict(width=32, depth=1, heads=2, batch=32, molecules=400, warmup=5, save_every=20, ema=0.8, lr=2e-3)
+
+
+@pytest.fixture(scope="module")
+def moses_sample():
+    return data.moses_smiles("train", limit=400)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny SELFIES ChemBFN trained for 40 steps on 400 MOSES molecules (seconds)."""
+    torch.set_num_threads(1)
+    recipe = replace(RECIPES["selfies"], **TINY)
+    prepared = prepare(recipe, progress=lambda m: None)
+    out = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    summary = train(recipe, out, steps=40, prepared=prepared, progress=lambda m: None)
+    return {"path": out, "summary": summary, "prepared": prepared, "recipe": recipe}
+
+
+@pytest.mark.parametrize("kind", ["smiles", "selfies"])
+def test_tokenisers_round_trip_moses_molecules(kind, moses_sample):
+    tokenizer, kept, _ = Tokenizer.build(kind, moses_sample, 60)
+    assert len(kept) == len(moses_sample)
+    for smiles in kept:
+        ids = tokenizer.encode(smiles)
+        assert len(ids) == 60 and ids[0] == tokenizer.index["<start>"]
+        assert data.canonical(tokenizer.decode(ids)) == data.canonical(smiles)
+    restored = Tokenizer.from_config(tokenizer.config())
+    assert restored.encode(kept[0]) == tokenizer.encode(kept[0])
+
+
+def test_smiles_regex_keeps_multi_letter_atoms_whole():
+    assert split_smiles("ClC[C@@H](Br)c1cc[nH]c1%10") == ["Cl", "C", "[C@@H]", "(", "Br", ")", "c", "1", "c", "c", "[nH]", "c", "1", "%10"]
+    with pytest.raises(TokenError, match="no SMILES token"):
+        split_smiles("C C")
+
+
+def test_encoding_refuses_long_molecules_and_unknown_tokens(moses_sample):
+    tokenizer, _, _ = Tokenizer.build("smiles", moses_sample[:50], 60)
+    with pytest.raises(TokenError, match="at most 58"):
+        tokenizer.encode("C" * 59)
+    with pytest.raises(TokenError, match=r"outside the vocabulary: \[Se\]"):
+        tokenizer.encode("C[Se]C")
+
+
+def test_decoding_stops_at_end_and_skips_padding():
+    tokenizer = Tokenizer("smiles", ["<pad>", "<start>", "<end>", "C", "O"], 8)
+    assert tokenizer.decode([1, 3, 0, 4, 2, 3, 3, 3]) == "CO"
+
+
+def test_accuracy_schedule_matches_the_shared_sampler():
+    k, beta1 = 30, 20.4 / 30
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    model = ChemBFN(vocab=k, length=4, width=16, depth=1, heads=2, beta1=beta1)
+    assert np.allclose(accuracy(t, beta1, k).numpy(), discrete_accuracy(model, 10))
+    assert float(accuracy(torch.tensor(1.0, dtype=torch.float64), beta1, k)) == pytest.approx(beta1)
+    # alpha is the derivative of beta
+    h = 1e-6
+    mid = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    numeric = (accuracy(mid + h, beta1, k) - accuracy(mid - h, beta1, k)) / (2 * h)
+    assert torch.allclose(numeric, accuracy_rate(mid, beta1, k), rtol=1e-5)
+
+
+def test_sender_distribution_goes_from_uniform_to_the_data():
+    k, beta1 = 30, 20.4 / 30
+    x = torch.randint(k, (64, 20), generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    start = sender_theta(x, torch.zeros(64), beta1, k, g)
+    assert torch.allclose(start, torch.full_like(start, 1 / k))
+    end = sender_theta(x, torch.ones(64), beta1, k, g)
+    assert (end.argmax(-1) == x).float().mean() > 0.95
+
+
+def test_loss_is_zero_for_a_perfect_prediction_and_scales_with_alpha():
+    x = torch.tensor([[0, 2, 1]])
+    perfect = torch.nn.functional.one_hot(x, 3).float() * 1e4
+    assert continuous_loss(perfect, x, torch.tensor([0.5]), 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.zeros(1, 3, 3)
+    loss = continuous_loss(uniform, x, torch.tensor([0.5]), 1.0, schedule="quadratic").item()
+    # K beta1 t ||e_x - 1/K||^2 summed over 3 positions, Graves et al.'s L_inf
+    assert loss == pytest.approx(3 * 1.0 * 0.5 * 3 * ((2 / 3) ** 2 + 2 * (1 / 3) ** 2))
+
+
+def test_training_lowers_the_bfn_loss(tiny):
+    prepared, recipe = tiny["prepared"], tiny["recipe"]
+    checkpoint = load_checkpoint(tiny["path"])
+
+    def held_out(tensors=None):
+        torch.manual_seed(0)
+        model = build(checkpoint.config)
+        if tensors is not None:
+            model.load_state_dict(tensors)
+        ids = prepared["ids"][:256]
+        cond = {k: v[:256] for k, v in prepared["cond"].items()}
+        with torch.no_grad():
+            return float(np.mean([bfn_loss(model.eval(), ids, cond, torch.Generator().manual_seed(s)).item() for s in range(4)]))
+
+    before, after = held_out(), held_out(checkpoint.tensors)
+    assert after < 0.8 * before, (before, after)
+    assert tiny["summary"]["final_loss"] < tiny["summary"]["first_loss"]
+
+
+def test_resume_continues_exactly_where_training_stopped(tmp_path, tiny):
+    recipe, prepared = replace(tiny["recipe"], save_every=10, steps=20), tiny["prepared"]
+    straight, broken = tmp_path / "straight.safetensors", tmp_path / "broken.safetensors"
+    train(recipe, straight, prepared=prepared, progress=lambda m: None)
+
+    def interrupt(message):
+        if message == "saved step 10":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, broken, prepared=prepared, progress=interrupt)
+    assert load_checkpoint(broken).config["trained_steps"] == 10
+    train(recipe, broken, prepared=prepared, resume=True, progress=lambda m: None)
+    a, b = load_checkpoint(straight).tensors, load_checkpoint(broken).tensors
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_condition_dropout_nulls_each_property_independently():
+    recipe = RECIPES["selfies"]
+    cond = {"qed": torch.ones(20000), "logp": torch.ones(20000)}
+    dropped = drop_conditions(cond, recipe, torch.Generator().manual_seed(0))
+    qed_null, logp_null = torch.isnan(dropped["qed"]), torch.isnan(dropped["logp"])
+    expected_each = recipe.drop_all + (1 - recipe.drop_all) * recipe.drop_each
+    assert qed_null.float().mean().item() == pytest.approx(expected_each, abs=0.015)
+    both = (qed_null & logp_null).float().mean().item()
+    assert both == pytest.approx(recipe.drop_all + (1 - recipe.drop_all) * recipe.drop_each**2, abs=0.015)
+
+
+def test_null_condition_differs_from_a_given_one():
+    torch.manual_seed(0)
+    model = ChemBFN(vocab=10, length=6, width=16, depth=1, heads=2, beta1=2.0, properties=("qed",), mean={"qed": 0.8}, std={"qed": 0.1})
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    theta = torch.full((2, 6, 10), 0.1)
+    t = torch.tensor([0.5, 0.5])
+    out = model(theta, t, {"qed": torch.tensor([0.9, math.nan])})
+    assert not torch.allclose(out[0], out[1])
+    again = model(theta, t, {"qed": torch.tensor([math.nan, math.nan])})
+    assert torch.allclose(again[1], out[1])
+
+
+class _Oracle:
+    """A BFN model that is certain of one sequence: the sampler must return it."""
+
+    kind, num_classes, beta1, accuracy_schedule, sample_shape = "bayesian-flow", 7, 3.0, "chembfn", (5,)
+
+    def __call__(self, theta, t, cond):
+        target = torch.tensor([1, 4, 2, 6, 0])
+        return torch.nn.functional.one_hot(target, 7).float().expand(theta.shape[0], -1, -1) * 50
+
+
+def test_shared_sampler_recovers_a_certain_model_and_runs_a_tiny_chembfn(tiny):
+    rng = SampleRNG(0, [0, 1, 2], "cpu")
+    out = bfn_discrete(_Oracle(), (3, 5), {}, steps=10, rng=rng)
+    assert out.x.tolist() == [[1, 4, 2, 6, 0]] * 3 and out.nfe == 11
+
+    generator = condgen.load("molecules")
+    run_all = generator.generate(n=4, weights=str(tiny["path"]), steps=6, seed=3, batch_size=4)
+    run_split = generator.generate(n=4, weights=str(tiny["path"]), steps=6, seed=3, batch_size=1)
+    assert [s["smiles"] for s in run_all.samples] == [s["smiles"] for s in run_split.samples]
+    assert run_all.x.shape == (4, tiny["recipe"].length) and int(run_all.x.max()) < generator.tokenizer.size
+    assert all(s["valid"] == 1 for s in run_all.samples)  # SELFIES always decode to a molecule
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-c", "qed=1.5"], "condition 'qed'"),
+    (["-c", "logp=banana"], "is not a number"),
+    (["-c", "logp=-9"], "outside the accepted range"),
+    (["-c", "sa=3"], "sa"),
+])
+def test_invalid_property_values_are_one_line_errors(core, tmp_path, args, message):
+    code, _, err = core("generate", "--plugin", "molecules", "-n", "1", "--steps", "1", *args, "--out", tmp_path / "bad")
+    assert code != 0
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_generate_writes_csv_sdf_and_grid(core, tiny, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = core("generate", "--plugin", "molecules", "--weights", tiny["path"], "-n", "5", "--steps", "5", "-c", "qed=0.8", "--guidance", "cfg=2", "--out", out)
+    assert code == 0, err
+    from rdkit import Chem
+
+    mols = [m for m in Chem.SDMolSupplier(str(out / "molecules.sdf"))]
+    assert len(mols) == 5 and all(m is not None for m in mols)
+    rows = (out / "samples.csv").read_text().splitlines()
+    assert rows[0] == "index,smiles,valid,qed,logp,sa,mw" and len(rows) == 6
+    assert (out / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sdf3d_embeds_three_dimensional_coordinates(tmp_path):
+    sample = evaluate.describe("CC(=O)Nc1ccc(O)cc1")
+    writer = writers.Sdf3dWriter()
+    writer.write(sample, tmp_path / "a.sdf")
+    from rdkit import Chem
+
+    mol = next(iter(Chem.SDMolSupplier(str(tmp_path / "a.sdf"), removeHs=False)))
+    z = mol.GetConformer().GetPositions()[:, 2]
+    assert mol.GetNumAtoms() > 11 and np.ptp(z) > 0.5  # hydrogens added, not flat
+    assert writer.read(tmp_path / "a.sdf") == sample
+
+
+def test_invalid_samples_are_written_and_read_back(tmp_path):
+    sample = evaluate.describe("C1CC")
+    assert sample["valid"] == 0 and math.isnan(sample["qed"])
+    writer = writers.SdfWriter()
+    writer.write(sample, tmp_path / "bad.sdf")
+    back = writer.read(tmp_path / "bad.sdf")
+    assert back["smiles"] == "C1CC" and back["valid"] == 0 and math.isnan(back["mw"])
+    files = writer.write_collection(tmp_path, [0, 1], [sample, evaluate.describe("CCO")])
+    assert [f.name for f in files] == ["molecules.sdf", "samples.csv"]
+    assert (tmp_path / "molecules.sdf").read_text().count("$$$$") == 2
+
+
+def test_sa_score_matches_rdkits_reference_values():
+    from rdkit import RDConfig
+
+    table = Path(RDConfig.RDContribDir) / "SA_Score" / "data" / "zim.100.txt"
+    rows = [line.split("\t") for line in table.read_text().splitlines()[1:]]
+    errors = [abs(data.sa_score(data.to_mol(smiles)) - float(score)) for smiles, _, score in rows]
+    assert max(errors) < 1e-3
+
+
+def test_fragment_table_reader_refuses_code():
+    import pickle
+
+    with pytest.raises(ValueError, match="unexpected pickle opcode"):
+        data._static_int_lists(pickle.dumps([[1.0, 2], Path("x")]))
+    assert data._static_int_lists(pickle.dumps([[1.5, 2, 3], [-0.5, 7]], protocol=0)) == [[1.5, 2, 3], [-0.5, 7]]
+
+
+def test_our_chemnet_equals_fcd_torchs_layers_on_the_same_weights():
+    from fcd_torch.utils import get_one_hot, load_imported_model
+
+    reference = load_imported_model(read_torch_checkpoint(chemnet.weights_path())).eval()
+    smiles = [data.canonical(s) for s in data.moses_smiles("test", limit=20)] + ["ClC[Si](Br)I", "C[Se]C"]
+    inputs = torch.tensor(np.stack([get_one_hot(s, 350) / 35 for s in smiles])).transpose(1, 2).float()
+    with torch.no_grad():
+        assert torch.allclose(reference(inputs), chemnet.load_chemnet()(chemnet.one_hot(smiles)), atol=1e-6)
+
+
+def test_frechet_distance_is_zero_for_equal_sets_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    acts = rng.normal(size=(500, 8))
+    mu, sigma = chemnet.gaussian(acts)
+    assert chemnet.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+    assert chemnet.frechet_distance(mu + 1.0, sigma, mu, sigma) == pytest.approx(8.0, rel=1e-6)
+
+
+def test_moses_metrics_on_known_sets():
+    smiles = ["CCO", "CCO", "c1ccccc1", "CCN"]
+    assert evaluate.unique_at(smiles, 1000) == 0.75
+    assert evaluate.novelty(smiles, frozenset({"CCO"})) == pytest.approx(2 / 3)
+    assert evaluate.internal_diversity(["CCO", "CCO"]) == pytest.approx(0.0)
+    assert 0.5 < evaluate.internal_diversity(["CCO", "c1ccccc1", "CC(=O)Nc1ccc(O)cc1"]) < 1.0
+    samples = [evaluate.describe("CCO"), evaluate.describe("C1CC")]
+    assert evaluate.property_mae(samples, [{"qed": 0.5}, {"qed": 0.5}]) == {"qed_mae": pytest.approx(abs(samples[0]["qed"] - 0.5))}
+
+
+def test_model_config_keeps_the_vocabulary_and_normalisation(tiny):
+    config = load_checkpoint(tiny["path"]).config
+    assert config["tokenizer"]["kind"] == "selfies" and config["tokenizer"]["vocab"][:3] == ["<pad>", "<start>", "<end>"]
+    assert 0.6 < config["mean"]["qed"] < 0.95 and config["std"]["logp"] > 0.3
+    fresh = model_config(tiny["recipe"], tiny["prepared"]["tokenizer"], tiny["prepared"]["cond"])
+    assert fresh["beta1"] == pytest.approx(20.4 / len(fresh["tokenizer"]["vocab"]))

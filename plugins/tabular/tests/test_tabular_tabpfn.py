@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from condgen import CheckpointError
+from condgen import CheckpointError, ConditionError
 from condgen.testing import assert_one_line_error
 from condgen_tabular.convert import CHECKPOINT_MEMBER, convert
 from condgen_tabular.tabpfn import TabPFNClassifier, TabPFNTransformer, ensemble_members, load_transformer, weights_path
@@ -103,6 +103,9 @@ def test_converter_round_trips_a_torch_save_zip_and_its_archive(condgen_env, tmp
         tar.add(cpkt, arcname=CHECKPOINT_MEMBER)
     again = convert(archive, tmp_path / "from_archive.safetensors")
     assert again.read_bytes() == out.read_bytes()  # same weights, same bytes
+    rows = np.random.default_rng(0).normal(size=(8, 7))  # 7 columns > the tiny model's 6
+    with pytest.raises(ConditionError, match="at most 6 features"):
+        TabPFNClassifier(rows, np.arange(8) % 2, 2, weights=out)
 
 
 def test_converter_and_backbone_refuse_clearly(condgen_env, tmp_path, core):

@@ -98,17 +98,17 @@ class TabPFNTransformer(nn.Module):
         return self.encoder(torch.nan_to_num(x, nan=0.0))
 
     @torch.no_grad()
-    def context(self, x_train: torch.Tensor, y_train: torch.Tensor) -> list[torch.Tensor]:
-        """The training rows' input to every layer: [layers][n, B, W]. ``x_train`` is
+    def context(self, x_train: torch.Tensor, y_train: torch.Tensor) -> torch.Tensor:
+        """The training rows' input to every layer: [layers, n, B, W]. ``x_train`` is
         [n, B, features], ``y_train`` [n, B] (class indices as floats)."""
         src = self.embed(x_train) + self.y_encoder(y_train.unsqueeze(-1))
         states = []
         for layer in self.layers:
             states.append(src)
             src = layer(src, src)
-        return states
+        return torch.stack(states)
 
-    def predict(self, context: list[torch.Tensor], x_test: torch.Tensor) -> torch.Tensor:
+    def predict(self, context: torch.Tensor, x_test: torch.Tensor) -> torch.Tensor:
         """Logits [m, B, max_classes] of test rows [m, B, features] given a ``context``."""
         src = self.embed(x_test)
         for layer, memory in zip(self.layers, context):
@@ -204,10 +204,22 @@ class TabPFNClassifier(nn.Module):
         self.register_buffer("keep", keep)
         self.register_buffer("lower", centre - OUTLIER_SIGMA * spread)
         self.register_buffer("upper", centre + OUTLIER_SIGMA * spread)
+        if int(keep.sum()) > self.transformer.num_features:
+            from condgen import ConditionError
+
+            raise ConditionError(
+                f"TabPFN v1 takes at most {self.transformer.num_features} features; this table has {int(keep.sum())} "
+                "non-constant encoded columns (each category counts as one); use -c backbone=gp"
+            )
+        if num_classes > self.transformer.max_classes:
+            from condgen import ConditionError
+
+            raise ConditionError(f"TabPFN v1 takes at most {self.transformer.max_classes} classes, got {num_classes}")
         self.scale = self.transformer.num_features / int(keep.sum())
         self.members = ensemble_members(train.shape[1], num_classes, ensemble)
         targets = torch.stack([(labels + shift) % num_classes for shift, _ in self.members], 1)
-        self.context = self.transformer.context(self._inputs(train), targets)
+        # a buffer, so it moves with the model; computed once, reused by every SGLD step
+        self.register_buffer("context", self.transformer.context(self._inputs(train), targets))
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Rows [m, d] -> the network's input [m, members, 100], differentiable in x."""

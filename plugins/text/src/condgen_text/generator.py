@@ -74,8 +74,7 @@ class TextGenerator(condgen.Generator):
 
     def guidance_models(self):
         """``gedi``: the CC-LM (the same TopicLM: rows with a topic code run the CC-LM)."""
-        model, _ = self.load_model()
-        return {"gedi": model}
+        return {"gedi": _SessionModel(self)}
 
     def train(self, *, dataset, out, steps, seed, resume, device, progress):
         from condgen_text.train import train_base, train_cclm
@@ -90,3 +89,20 @@ class TextGenerator(condgen.Generator):
         base = train_base(base_out, seed=seed, progress=progress, **stages)
         gedi = train_cclm(base_out, out, seed=seed, progress=progress, **stages)
         return {"base": base, "gedi": gedi, "path": str(out)}
+
+
+class _SessionModel:
+    """The TopicLM of the weights the session loaded, looked up at call time.
+
+    The core binds guidance before it loads the session's weights and does not pass them
+    to ``guidance_models``; resolving lazily makes ``--weights`` drive the CC-LM too."""
+
+    def __init__(self, generator: TextGenerator):
+        self.generator = generator
+        self.num_classes = len(TOPICS)
+
+    def __call__(self, tokens, cond, cache=None):
+        model = getattr(self.generator, "_scorer", None)
+        if model is None:
+            model = self.generator.load_model()[0]
+        return model(tokens, cond, cache)

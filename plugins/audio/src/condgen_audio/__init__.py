@@ -1,0 +1,1 @@
+"""condgen audio plugin: DiffWave vocoder, class-conditional DiffWave and a mel cascade."""

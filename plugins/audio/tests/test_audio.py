@@ -1,0 +1,152 @@
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+import condgen
+from condgen.checkpoints import load_checkpoint
+from condgen.execution import SampleRNG
+from condgen.testing import invoke_core
+from condgen_audio import data, evaluate
+from condgen_audio.model import FAST_BETAS, DiffWavePath
+from condgen_audio.sampling import chain, diffwave
+from condgen_audio.train import RECIPES, build, mel_loss, model_config, normalise_mel, tiny, train, training_data
+
+TINY_DIFFWAVE = {"channels": 8, "layers": 3, "cycle": 3}
+TINY_MEL = {"channels": 16, "layers": 2, "cycle": 2}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A few real clips: every digit from one train voice and one unheard voice."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("corpus")
+    for split, voice in (("train", "en-us"), ("test", "en-029")):
+        np.savez(folder / f"{split}.npz", **data.synthesise((voice,), variants=("m1",), renders=1, seed=0))
+    return folder
+
+
+def test_data_pipeline_on_a_few_clips(corpus):
+    clips = data.load_split("train", corpus)
+    assert clips["wave"].shape == (10, data.CLIP) and clips["wave"].dtype == np.float32
+    assert clips["label"].tolist() == list(range(10))
+    peaks = np.abs(clips["wave"]).max(1)
+    assert np.allclose(peaks, 0.9, atol=1e-3)  # normalised speech, not silence
+    middle = np.abs(clips["wave"][:, 7000:9000]).mean(1)
+    edges = np.abs(clips["wave"][:, :300]).mean(1)
+    assert (middle > 10 * edges).all()  # centred in the 1-second clip
+    mel = data.log_mel(torch.from_numpy(clips["wave"]))
+    assert mel.shape == (10, data.N_MELS, data.FRAMES)
+    # different digits sound different; the same voice saying them keeps its spectrum
+    assert not torch.allclose(mel[1], mel[7], atol=1.0)
+
+
+def test_to_clip_resamples_to_16k_and_centres():
+    rate = data.ESPEAK_RATE
+    tone = np.sin(2 * np.pi * 440 * np.arange(rate // 4) / rate).astype(np.float32)  # 0.25 s
+    clip = data.to_clip(tone, rate)
+    assert clip.shape == (data.CLIP,)
+    loud = np.flatnonzero(np.abs(clip) > 0.05)
+    assert abs(len(loud) / data.SAMPLE_RATE - 0.25) < 0.01
+    assert abs((loud[0] + loud[-1]) / 2 - data.CLIP / 2) < 50
+    spectrum = np.abs(np.fft.rfft(clip))
+    assert abs(np.argmax(spectrum) * data.SAMPLE_RATE / data.CLIP - 440) < 2
+
+
+def test_diffwave_path_matches_the_discrete_chain_and_aligns_the_fast_schedule():
+    path = DiffWavePath()
+    betas = np.linspace(1e-4, 0.05, 50)
+    s = np.arange(1, 51)
+    assert np.allclose(path.alpha(s / 50), np.sqrt(np.cumprod(1 - betas)))
+    assert np.allclose(path.alpha(s / 50) ** 2 + path.sigma(s / 50) ** 2, 1)
+    ratio = path.sigma(s / 50) / path.alpha(s / 50)
+    assert np.allclose(path.t_of_ratio(ratio), s / 50)
+    fast_betas, times = chain(path, 6)
+    infer_alpha = np.sqrt(np.cumprod(1 - np.array(FAST_BETAS)))
+    assert np.allclose(path.alpha(times), infer_alpha)  # the paper's alignment
+    assert np.all(np.diff(times) > 0) and 0 < times[0] < 1 / 50 + 1e-9 and times[-1] < 1
+    # between training steps the fractional step interpolates sqrt(alpha-bar) linearly
+    lo, hi = np.floor(times[3] * 50), np.ceil(times[3] * 50)
+    frac = times[3] * 50 - lo
+    assert np.isclose(infer_alpha[3], (1 - frac) * path.alpha(lo / 50) + frac * path.alpha(hi / 50))
+
+
+def test_diffwave_sampler_refuses_other_step_counts():
+    model = build(model_config(tiny(RECIPES["wave"]), **TINY_DIFFWAVE)).eval()
+    with pytest.raises(condgen.UsageError, match="6"):
+        diffwave(model, (1, 1, 64), {"digit": torch.tensor([3])}, steps=7, rng=SampleRNG(0, [0]))
+
+
+def test_short_training_lowers_the_loss(corpus, tmp_path):
+    dataset = training_data("train", corpus)
+    recipe = tiny(RECIPES["mel"], batch=10, lr=3e-3)
+    out = tmp_path / "mel.safetensors"
+    summary = train(recipe, out, steps=100, arch=TINY_MEL, train_data=dataset)
+    checkpoint = load_checkpoint(out, generator="audio-mel")
+
+    def heldout(tensors=None):
+        torch.manual_seed(0)
+        model = build(checkpoint.config)
+        if tensors is not None:
+            model.load_state_dict(tensors)
+        test = training_data("test", corpus)
+        x0 = normalise_mel(test["mel"], checkpoint.config["stats"])
+        with torch.no_grad():
+            return float(mel_loss(model.eval(), x0, {"digit": test["label"]}, torch.Generator().manual_seed(0)))
+
+    assert summary["loss_last"] < summary["loss_first"], summary
+    assert heldout(checkpoint.tensors) < 0.8 * heldout()
+
+
+@pytest.fixture(scope="module")
+def tiny_vocoder(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vocoder") / "vocoder.safetensors"
+    train(tiny(RECIPES["vocoder"], crop=8), out, steps=30, arch=TINY_DIFFWAVE, train_data=training_data("train", corpus))
+    return out
+
+
+def test_vocoder_round_trip_on_a_tiny_model(corpus, tiny_vocoder, tmp_path):
+    wave = data.load_split("test", corpus)["wave"][3, 4000:12000]
+    source = tmp_path / "three.wav"
+    soundfile.write(str(source), wave, data.SAMPLE_RATE, subtype="PCM_16")
+    out = tmp_path / "run"
+    code, stdout, stderr = invoke_core("generate", "--plugin", "audio", "--model", "vocoder", "-c", f"mel={source}", "-n", "2",
+                                       "--weights", str(tiny_vocoder), "--out", str(out), "--seed", "1")
+    assert code == 0, stderr
+    frames = data.log_mel(torch.from_numpy(wave)).shape[-1]
+    written = sorted(out.glob("**/*.wav"))
+    assert len(written) == 2
+    audio, rate = soundfile.read(str(written[0]), dtype="float32")
+    info = soundfile.info(str(written[0]))
+    assert rate == data.SAMPLE_RATE and info.subtype == "PCM_16" and audio.shape == (frames * data.HOP,)
+    assert np.abs(audio).max() > 0 and not np.array_equal(audio, soundfile.read(str(written[1]), dtype="float32")[0])
+    assert (out / "spectrograms.png").is_file()
+    # the vocoder follows its mel: a louder mel gives louder audio even from a tiny model
+    gen = condgen.load("audio", "vocoder")
+    mel = data.log_mel(torch.from_numpy(wave)).numpy()
+    quiet = gen.generate(n=1, condition={"mel": mel - 4.0}, weights=str(tiny_vocoder), seed=0).samples[0]
+    loud = gen.generate(n=1, condition={"mel": mel}, weights=str(tiny_vocoder), seed=0).samples[0]
+    assert quiet.shape == loud.shape == (frames * data.HOP,)
+
+
+def test_bad_wav_input_gives_a_one_line_error(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    code, stdout, stderr = invoke_core("generate", "--plugin", "audio", "--model", "vocoder", "-c", f"mel={bad}", "--out", str(tmp_path / "o"))
+    assert code != 0
+    message = stderr.strip()
+    assert len(message.splitlines()) == 1 and "WAV" in message and "Traceback" not in message, message
+    code, _, stderr = invoke_core("generate", "--plugin", "audio", "--model", "vocoder", "-c", f"mel={tmp_path / 'missing.wav'}", "--out", str(tmp_path / "p"))
+    assert code != 0 and "not found" in stderr
+
+
+def test_mrstft_and_mcd_are_zero_for_identical_audio_and_grow_with_noise(corpus):
+    wave = torch.from_numpy(data.load_split("test", corpus)["wave"][:3])
+    assert torch.allclose(evaluate.mrstft_distance(wave, wave), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(evaluate.mel_cepstral_distortion(wave, wave), torch.zeros(3), atol=1e-4)
+    noisy = wave + 0.05 * torch.randn(wave.shape, generator=torch.Generator().manual_seed(0))
+    noisier = wave + 0.2 * torch.randn(wave.shape, generator=torch.Generator().manual_seed(0))
+    assert (evaluate.mrstft_distance(noisy, wave) < evaluate.mrstft_distance(noisier, wave)).all()
+    assert (evaluate.mel_cepstral_distortion(noisy, wave) < evaluate.mel_cepstral_distortion(noisier, wave)).all()
+    gl = evaluate.griffin_lim(data.log_mel(wave), length=wave.shape[-1])
+    assert gl.shape == wave.shape and (evaluate.mrstft_distance(gl, wave) < evaluate.mrstft_distance(noisier, wave)).all()

@@ -122,6 +122,7 @@ def load_runs(backbone: str, step: str) -> tuple[dict, dict] | None:
     return {name: results[name] for name in order}, meta
 
 
+STEP_NAMES = {"paper": "paper's SGLD step", "reference": "TabEBM code's SGLD step"}
 CONFIGS = (("gp", "paper"), ("tabpfn", "paper"), ("gp", "reference"), ("tabpfn", "reference"))
 
 
@@ -133,7 +134,7 @@ def render_all():
         if loaded is None:
             continue
         results, meta = loaded
-        at_50[f"{backbone}, {step} step"] = {name: by_n[50] for name, by_n in results.items() if 50 in by_n}
+        at_50[f"{backbone}, {STEP_NAMES[step]}"] = {name: by_n[50] for name, by_n in results.items() if 50 in by_n}
         sizes = sorted({n for by_n in results.values() for n in by_n})
         tag = f"{backbone}-{step}"
         block = render(results, sizes, meta)
@@ -144,8 +145,24 @@ def render_all():
         text = re.sub(pattern, lambda _, tag=tag, block=block: f"<!-- bench:{tag}:start -->\n{block}\n<!-- bench:{tag}:end -->", text, flags=re.S)
         if len(sizes) > 1:
             plot(results, sizes, PLOT_DIR / f"augmentation_{tag}.png", f"backbone {backbone}, {step} SGLD step")
+    bar = render_bar(at_50)
+    text = re.sub(r"<!-- bench:bar:start -->.*<!-- bench:bar:end -->", lambda _: f"<!-- bench:bar:start -->\n{bar}\n<!-- bench:bar:end -->", text, flags=re.S)
     DOC.write_text(text)
     plot_gains(at_50, PLOT_DIR / "augmentation_gain_n50.png")
+
+
+def render_bar(at_50) -> str:
+    """The issue's bar per configuration: gain over real only at N = 50 on each table."""
+    lines = ["| configuration (N = 50, 5 seeds) | " + " | ".join(BUILTIN) + " | tables improved |", "|---|" + "---:|" * (len(BUILTIN) + 1)]
+    rows = [(f"TabEBM `{label.split(',')[0]}`,{label.split(',', 1)[1]}", "tabebm", by_name) for label, by_name in at_50.items()]
+    rows.append(("SMOTE (baseline)", "smote", next(iter(at_50.values()))))
+    for label, method, by_name in rows:
+        gains = {name: _gain(by_name[name], method)[0] for name in BUILTIN if name in by_name}
+        cells = [f"{gains[name]:+.4f}" if name in gains else "not run" for name in BUILTIN]
+        improved = sum(g > 0 for g in gains.values())
+        verdict = f"{improved} of {len(gains)}" + ("" if len(gains) == len(BUILTIN) else f" run ({len(BUILTIN) - len(gains)} not run)")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(lines)
 
 
 def _gain(rows, method):

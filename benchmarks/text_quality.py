@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import re
 import time
@@ -37,10 +38,11 @@ METHODS = (
     ("CC-LM, control code only", True, "cfg=1"),
     ("CFG on the CC-LM, s = 2", True, "cfg=2,keys=topic"),
     ("CFG on the CC-LM, s = 4", True, "cfg=4,keys=topic"),
-    ("GeDi, omega = 5, rho = 0.7", True, "gedi=5,rho=0.7"),
     ("GeDi, omega = 15, rho = 0.7", True, "gedi=15,rho=0.7"),
     ("GeDi, omega = 30, rho = 0.7", True, "gedi=30,rho=0.7"),
-    ("GeDi, omega = 15, no filtering", True, "gedi=15"),
+    ("GeDi, omega = 60, rho = 0.7", True, "gedi=60,rho=0.7"),
+    ("GeDi, omega = 120, rho = 0.7", True, "gedi=120,rho=0.7"),
+    ("GeDi, omega = 60, no filtering", True, "gedi=60"),
 )
 
 
@@ -71,9 +73,12 @@ def quality_table(results: dict, reference: dict) -> str:
 
 
 def samples_table(examples: dict) -> str:
-    lines = ["| topic | CC-LM, control code only | GeDi, omega = 15, rho = 0.7 |", "|---|---|---|"]
+    from condgen_text.generator import DEFAULT_GUIDANCE
+
+    shown = ("CC-LM, control code only", next(label for label, _, g in METHODS if g == DEFAULT_GUIDANCE))
+    lines = [f"| topic | {shown[0]} | {shown[1]} (the default) |", "|---|---|---|"]
     for topic in TOPICS:
-        cells = [examples[label][topic].replace("|", "\\|") for label in ("CC-LM, control code only", "GeDi, omega = 15, rho = 0.7")]
+        cells = [examples[label][topic].replace("|", "\\|") for label in shown]
         lines.append(f"| {topic} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -102,6 +107,42 @@ def plot(results: dict, reference: dict) -> Path:
     return path
 
 
+def training_part(config: dict) -> str:
+    """Loss curves from the checkpoint's config (logged every 25 steps) as a figure and a table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base, cclm = config["base_history"], config["cclm_history"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    axes[0].plot([r["step"] for r in base], [r["loss"] for r in base])
+    axes[0].set_title("base LM: next-token cross-entropy (one batch)")
+    for key in ("L_g", "L_d"):
+        axes[1].plot([r["step"] for r in cclm], [r[key] for r in cclm], label=key)
+    axes[1].axhline(math.log(len(TOPICS)), color="grey", ls="--", lw=1, label="ln 6 (chance)")
+    axes[1].set_title("CC-LM: GeDi's hybrid loss terms (one batch)")
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / "training.png")
+    plt.close(fig)
+
+    def mean(rows, key, first):
+        chosen = rows[:4] if first else rows[-4:]
+        return sum(r[key] for r in chosen) / len(chosen)
+
+    return "\n".join([
+        "| stage | steps | loss | first 4 logs (mean) | last 4 logs (mean) | wall s |",
+        "|---|---|---|---|---|---|",
+        f"| base LM | {base[-1]['step'] + 1} | next-token CE | {mean(base, 'loss', True):.3f} | {mean(base, 'loss', False):.3f} | {base[-1]['seconds']:.0f} |",
+        f"| CC-LM | {cclm[-1]['step'] + 1} | L_g | {mean(cclm, 'L_g', True):.3f} | {mean(cclm, 'L_g', False):.3f} | {cclm[-1]['seconds']:.0f} |",
+        f"| CC-LM | {cclm[-1]['step'] + 1} | L_d | {mean(cclm, 'L_d', True):.3f} | {mean(cclm, 'L_d', False):.3f} | |",
+    ])
+
+
 def write_doc(name: str, text: str) -> None:
     doc = DOC.read_text()
     pattern = re.compile(rf"(<!-- text:{name}:start -->\n).*?(<!-- text:{name}:end -->)", re.S)
@@ -115,24 +156,31 @@ def main():
     parser.add_argument("--per-topic", type=int, default=30, help="samples per topic and method")
     parser.add_argument("--steps", type=int, default=60, help="tokens per sample at most")
     parser.add_argument("--write", action="store_true", help="write the tables into docs/plugins/text.md and the figure")
+    parser.add_argument("--render", action="store_true", help="only redraw docs and figures from benchmarks/text_quality.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     generator = condgen.load("text")
-    results, examples = {}, {}
-    for label, conditioned, guidance in METHODS:
-        results[label], samples = run_method(generator, args.per_topic, args.steps, conditioned, guidance)
-        examples[label] = {s["topic"]: s["text"] for s in reversed(samples)}  # the first sample of each topic
-        print(label, json.dumps(results[label]), flush=True)
-    reference = evaluate.reference(generator._scorer)
-    print("real", json.dumps(reference), flush=True)
-    report = {"machine": machine(), "per_topic": args.per_topic, "steps": args.steps, "reference": reference, "methods": results, "examples": examples}
-    RESULTS.write_text(json.dumps(report, indent=1))
-    text = machine() + f" {args.per_topic} samples per topic and method, at most {args.steps} tokens.\n\n" + quality_table(results, reference)
+    if args.render:
+        report = json.loads(RESULTS.read_text())
+    else:
+        results, examples = {}, {}
+        for label, conditioned, guidance in METHODS:
+            results[label], samples = run_method(generator, args.per_topic, args.steps, conditioned, guidance)
+            examples[label] = {s["topic"]: s["text"] for s in reversed(samples)}  # the first sample of each topic
+            print(label, json.dumps(results[label]), flush=True)
+        reference = evaluate.reference(generator.load_model()[0])
+        print("real", json.dumps(reference), flush=True)
+        report = {"machine": machine(), "per_topic": args.per_topic, "steps": args.steps, "reference": reference, "methods": results, "examples": examples}
+        RESULTS.write_text(json.dumps(report, indent=1))
+    text = report["machine"] + f" {report['per_topic']} samples per topic and method, at most {report['steps']} tokens.\n\n" + quality_table(report["methods"], report["reference"])
     print(text)
-    if args.write:
-        plot(results, reference)
+    if args.write or args.render:
+        plot(report["methods"], report["reference"])
         write_doc("quality", text)
-        write_doc("samples", samples_table(examples))
+        write_doc("samples", samples_table(report["examples"]))
+        from condgen.checkpoints import load_checkpoint
+
+        write_doc("training", training_part(load_checkpoint(generator.weights).config) + "\n\n![loss curves](text/training.png)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import condgen
 from condgen_text.data import TOPICS
 
 WEIGHTS = str(Path(__file__).parent / "weights" / "text.safetensors")
-DEFAULT_GUIDANCE = "gedi=15,rho=0.7"
+DEFAULT_GUIDANCE = "gedi=60,rho=0.7"
 
 
 class TextGenerator(condgen.Generator):

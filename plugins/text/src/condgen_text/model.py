@@ -64,7 +64,9 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.vocab, self.context, self.codes = vocab, context, codes
         self.config = dict(vocab=vocab, width=width, depth=depth, heads=heads, context=context, codes=codes)
-        self.embed = nn.Embedding(vocab + codes, width)
+        self.embed = nn.Embedding(vocab, width)
+        # Control codes are input-only tokens with their own table (and learning rate).
+        self.code_embed = nn.Embedding(codes, width) if codes else None
         self.position = nn.Embedding(context, width)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
@@ -76,12 +78,16 @@ class TransformerLM(nn.Module):
             positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
         if int(positions.max()) >= self.context:
             raise UsageError(f"the text is longer than the model's context of {self.context} tokens; use fewer --steps or a shorter --prompt")
-        x = self.embed(tokens) + self.position(positions)
+        x = self.embed(tokens.clamp(max=self.vocab - 1)) + self.position(positions)
+        if self.code_embed is not None:
+            is_code = tokens >= self.vocab
+            if bool(is_code.any()):
+                x = torch.where(is_code[..., None], self.code_embed((tokens - self.vocab).clamp(min=0)) + self.position(positions), x)
         cache = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, None if past is None else past[i], mask)
             cache.append(kv)
-        return self.norm(x) @ self.embed.weight[: self.vocab].T, cache
+        return self.norm(x) @ self.embed.weight.T, cache
 
     def sequence_logp(self, tokens, start, valid):
         """Sum of log P(tokens[:, i] | start, tokens[:, :i]) over ``valid`` positions: [B].
@@ -103,13 +109,10 @@ def _init(module):
 def add_codes(base: TransformerLM, codes: int, generator: torch.Generator | None = None) -> TransformerLM:
     """A CC-LM initialised from the base LM (GeDi fine-tunes a pretrained LM): the same
     weights, plus control-code embeddings that start as the start token's embedding."""
-    config = {**base.config, "codes": codes}
-    cclm = TransformerLM(**config)
+    cclm = TransformerLM(**{**base.config, "codes": codes})
     state = base.state_dict()
-    weights = state["embed.weight"]
-    start = weights[BOS_ID]
-    noise = 0.02 * torch.randn(codes, weights.shape[1], generator=generator)
-    state["embed.weight"] = torch.cat([weights, start + noise])
+    start = state["embed.weight"][BOS_ID]
+    state["code_embed.weight"] = start + 0.02 * torch.randn(codes, start.shape[0], generator=generator)
     cclm.load_state_dict(state)
     return cclm
 

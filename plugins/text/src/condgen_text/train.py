@@ -34,6 +34,7 @@ GENERATOR = "text"
 ARCH = dict(width=256, depth=4, heads=4, context=128)
 VOCAB = 4096
 HYBRID_LAMBDA = 0.6
+CODE_LR_FACTOR = 5.0
 
 
 def train_tokenizer(texts: list[str], vocab: int = VOCAB):
@@ -109,13 +110,17 @@ def _schedule(step: int, steps: int, lr: float, warmup: int) -> float:
 
 def _loop(model, steps, lr, warmup, batches_of_epoch, loss_of_batch, progress, log_every=25):
     """AdamW with warmup and cosine decay over ``steps``; returns the logged losses."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    # New control codes start with no signal; they learn CODE_LR_FACTOR times faster.
+    codes = [p for n, p in model.named_parameters() if n.startswith("code_embed.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("code_embed.")]
+    groups = [{"params": rest, "scale": 1.0}] + ([{"params": codes, "scale": CODE_LR_FACTOR, "weight_decay": 0.0}] if codes else [])
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     history, queue, started = [], [], time.perf_counter()
     for step in range(steps):
         if not queue:
             queue = batches_of_epoch()
         for group in optimizer.param_groups:
-            group["lr"] = _schedule(step, steps, lr, warmup)
+            group["lr"] = group["scale"] * _schedule(step, steps, lr, warmup)
         losses = loss_of_batch(queue.pop())
         total = sum(weight * value for weight, value in losses.values())
         optimizer.zero_grad(set_to_none=True)
@@ -149,7 +154,7 @@ def train_base(out: Path, *, steps: int = 1000, seed: int = 0, tokens_per_batch:
     return {"path": str(out), "sha256": sha, "final": history[-1]}
 
 
-def train_cclm(base_checkpoint: Path, out: Path, *, steps: int = 400, seed: int = 0, quotes_per_batch: int = 12, lr: float = 5e-4, topics: tuple[str, ...] = data.TOPICS, progress: Callable | None = None) -> dict:
+def train_cclm(base_checkpoint: Path, out: Path, *, steps: int = 400, seed: int = 0, quotes_per_batch: int = 12, lr: float = 1e-3, topics: tuple[str, ...] = data.TOPICS, progress: Callable | None = None) -> dict:
     """GeDi's CC-LM fine-tuned from the base LM with the hybrid loss; writes both LMs."""
     generator = torch.Generator().manual_seed(seed + 1)
     torch.manual_seed(seed + 1)

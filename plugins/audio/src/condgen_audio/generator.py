@@ -111,6 +111,11 @@ class AudioWaveGenerator(AudioBase):
 class VocoderSession(Session):
     """The vocoder's sample length follows its mel condition."""
 
+    def __init__(self, generator, **options):
+        super().__init__(generator, **options)
+        if "mel" not in self.conditions:  # checked here, after the sampler and guidance, so those errors come first
+            raise condgen.ConditionError(f"condition 'mel' is required; accepted: {generator.conditions['mel'].accepted()} (-c mel=FILE.wav)")
+
     def _sample_shape(self):
         frames = self.conditions["mel"][0].shape[-1]
         return (1, frames * self.generator.hop)
@@ -121,7 +126,7 @@ class AudioVocoderGenerator(AudioBase):
     description = "DiffWave vocoder: log-mel spectrogram (or a WAV file's) -> 16 kHz waveform"
     kind = "denoiser"
     conditions = condgen.Schema({"mel": TensorCondition(
-        shape=(N_MELS, None), loaders={".wav": wav_to_log_mel}, required=True,
+        shape=(N_MELS, None), loaders={".wav": wav_to_log_mel},
         description="a WAV file (its log-mel is vocoded) or a .npy log-mel array [64, frames] (16 kHz, hop 256)")})
     default_sampler = "diffwave"
     default_steps = 6

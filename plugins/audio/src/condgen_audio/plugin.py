@@ -39,9 +39,9 @@ def register_datasets(register):
 
 @condgen.hookimpl
 def register_metrics(register):
-    register(condgen.Metric(name="digits", impl="condgen_audio.evaluate:digit_metrics",
+    register(condgen.Metric(name="spoken-digits", impl="condgen_audio.evaluate:digit_metrics",
                             summary="spoken-digit classifier accuracy per digit and Frechet distance on its features vs unheard voices",
                             generators=DIGIT_GENERATORS))
-    register(condgen.Metric(name="vocoder", impl="condgen_audio.evaluate:vocoder_metrics",
+    register(condgen.Metric(name="vocoder-consistency", impl="condgen_audio.evaluate:vocoder_metrics",
                             summary="log-mel distance and mel-cepstral distortion between the input mel and the vocoded audio",
                             generators=("audio-vocoder",)))

@@ -53,7 +53,7 @@ class Recipe:
 
 RECIPES = {
     "vocoder": Recipe("audio-vocoder", "vocoder", dict(channels=16, layers=10, cycle=5), steps=1500, batch=8, lr=1e-3),
-    "wave": Recipe("audio-wave", "wave", dict(channels=16, layers=10, cycle=10), steps=800, batch=4, lr=1e-3),
+    "wave": Recipe("audio-wave", "wave", dict(channels=16, layers=10, cycle=10), steps=300, batch=4, lr=1e-3),
     "mel": Recipe("audio-mel", "mel", dict(channels=96, layers=8, cycle=4), steps=3000, batch=32, lr=1e-3),
 }
 

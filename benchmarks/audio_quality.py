@@ -1,0 +1,186 @@
+"""Audio plugin quality: digit accuracy of the cascade, the vocoder against Griffin-Lim,
+and the learning curve of direct class-conditional DiffWave.
+
+    .venv/bin/python benchmarks/audio_quality.py --write     # benchmarks/audio_<part>.json, docs/plugins/audio/*.png
+
+Parts (each can be run alone with --parts):
+
+- cascade: ``n`` clips from ``audio`` (digits 0-9 in turn, dpmpp-2m 20 steps, CFG 2) with
+  the vocoder's fast 6-step schedule, and ``n50`` clips with its 50-step chain; the
+  spoken-digit classifier's accuracy per digit and the Fréchet distance on its features
+  against the unheard test voices.
+- vocoder: ``clips`` clips of the unheard test voices; their log-mels vocoded (6 and 50
+  steps) and inverted by Griffin-Lim (32 iterations); multi-resolution STFT distance
+  and mel-cepstral distortion against the ground truth; real-time factor.
+- wave: every saved snapshot of ``audio-wave`` (``--snapshots``), ``wave_n`` clips each
+  (diffwave 6 steps, CFG 2): accuracy vs training steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import condgen
+from condgen_audio import data, evaluate
+from condgen_audio.generator import AudioVocoderGenerator, vocode
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "plugins" / "audio.md"
+PICTURES = ROOT / "docs" / "plugins" / "audio"
+RESULTS = ROOT / "benchmarks" / "audio_quality.json"  # one audio_<part>.json per part beside it
+
+
+def cascade(n: int, vocoder_steps: int, seed: int = 0, batch: int = 50) -> dict:
+    gen = condgen.load("audio")
+    gen.vocoder_steps = vocoder_steps
+    digits = [i % 10 for i in range(n)]
+    started = time.perf_counter()
+    run = gen.generate(n=n, condition={"digit": digits}, seed=seed, batch_size=batch)
+    seconds = time.perf_counter() - started
+    scores = evaluate.digit_metrics(gen, run.samples, run.conditions)
+    return {"n": n, "vocoder_steps": vocoder_steps, "seconds": round(seconds, 1), "scores": scores, "samples": run.samples[:20], "conditions": run.conditions[:20]}
+
+
+def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: int = 0) -> dict:
+    test = data.load_split("test")
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.choice(len(test["wave"]), size=clips, replace=False))
+    truth = torch.from_numpy(test["wave"][index])
+    mel = data.log_mel(truth)
+    model, _ = AudioVocoderGenerator().load_model()
+    out = {"clips": int(clips), "voices": list(data.TEST_VOICES)}
+    for steps in steps_list:
+        count = clips if steps <= 6 or clips50 is None else min(clips, clips50)
+        waves, seconds = [], 0.0
+        for start in range(0, count, 10):
+            ids = list(range(start, min(count, start + 10)))
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                result = vocode(model, mel[ids], condgen.SampleRNG(seed, ids), steps)
+            seconds += time.perf_counter() - t0
+            waves.append(result.x[:, 0, : data.CLIP])
+        est = torch.cat(waves)
+        out[f"diffwave_{steps}"] = {
+            "clips": count,
+            "mrstft": float(evaluate.mrstft_distance(est, truth[:count]).mean()),
+            "mcd_db": float(evaluate.mel_cepstral_distortion(est, truth[:count]).mean()),
+            "rtf": seconds / (count * data.CLIP / data.SAMPLE_RATE),
+        }
+        out.setdefault("examples", {})[f"diffwave_{steps}"] = est[:4].numpy()
+    t0 = time.perf_counter()
+    gl = evaluate.griffin_lim(mel, 32, length=data.CLIP)
+    seconds = time.perf_counter() - t0
+    out["griffin_lim_32"] = {"clips": clips, "mrstft": float(evaluate.mrstft_distance(gl, truth).mean()),
+                             "mcd_db": float(evaluate.mel_cepstral_distortion(gl, truth).mean()),
+                             "rtf": seconds / (clips * data.CLIP / data.SAMPLE_RATE)}
+    out["examples"]["griffin_lim_32"] = gl[:4].numpy()
+    out["examples"]["truth"] = truth[:4].numpy()
+    return out
+
+
+def wave_curve(snapshots: list[Path], n: int, seed: int = 0) -> list[dict]:
+    gen = condgen.load("audio", "wave")
+    rows = []
+    for path in snapshots:
+        steps = int(re.search(r"step(\d+)", path.name).group(1)) if "step" in path.name else None
+        digits = [i % 10 for i in range(n)]
+        run = gen.generate(n=n, condition={"digit": digits}, seed=seed, weights=str(path), batch_size=25)
+        scores = evaluate.digit_metrics(gen, run.samples, run.conditions)
+        rows.append({"weights": path.name, "train_steps": steps, "accuracy": scores["accuracy"], "fd": scores["fd"], "n": n})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def plot_examples(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    examples = result["examples"]
+    names = ["truth", *[k for k in examples if k.startswith("diffwave")], "griffin_lim_32"]
+    fig, axes = plt.subplots(len(names), 4, figsize=(8, 1.6 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(4):
+            mel = data.log_mel(torch.as_tensor(examples[name][c])).numpy()
+            axes[r, c].imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=-11.5, vmax=2.0)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(name.replace("_", " "), fontsize=8)
+    fig.suptitle("unheard test voices: ground truth, DiffWave vocoder, Griffin-Lim (log-mel of each)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_curve(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["train_steps"]]
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot([r["train_steps"] for r in rows], [100 * r["accuracy"] for r in rows], "o-")
+    ax.axhline(10, color="grey", ls=":", label="chance")
+    ax.set_xlabel("training steps (batch 4 one-second clips)")
+    ax.set_ylabel("digit accuracy, %")
+    ax.set_title("audio-wave: class-conditional DiffWave", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="cascade6,cascade50,vocoder,wave", help="any of cascade6, cascade50, vocoder, wave")
+    parser.add_argument("--n", type=int, default=500, help="cascade clips with the 6-step vocoder")
+    parser.add_argument("--n50", type=int, default=500, help="cascade clips with the 50-step vocoder")
+    parser.add_argument("--clips", type=int, default=100, help="test-voice clips for the vocoder comparison")
+    parser.add_argument("--clips50", type=int, default=None, help="of those, how many get the 50-step vocoder")
+    parser.add_argument("--wave-n", type=int, default=100)
+    parser.add_argument("--snapshots", nargs="*", default=[], help="audio-wave checkpoints (name ...stepN.safetensors)")
+    parser.add_argument("--write", action="store_true", help="write benchmarks/audio_<part>.json and the pictures")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    parts = set(args.parts.split(","))
+    PICTURES.mkdir(parents=True, exist_ok=True)
+    machine = "2 shared CPU cores (4 jobs at once), torch.set_num_threads(1)"
+
+    def save(part: str, result: dict) -> None:
+        print(json.dumps(result, indent=1, default=float), flush=True)
+        if args.write:
+            (RESULTS.parent / f"audio_{part}.json").write_text(json.dumps({**result, "machine": machine}, indent=1, default=float) + "\n")
+
+    if "vocoder" in parts:
+        result = vocoder(args.clips, clips50=args.clips50)
+        if args.write:
+            plot_examples(result, PICTURES / "vocoder_vs_griffin_lim.png")
+        save("vocoder", {k: v for k, v in result.items() if k != "examples"})
+    for steps, n in ((6, args.n), (50, args.n50)):
+        if f"cascade{steps}" not in parts:
+            continue
+        result = cascade(n, steps)
+        if args.write and steps == 6:
+            from condgen_audio.evaluate import write_spectrogram_grid
+
+            write_spectrogram_grid(PICTURES / "cascade_samples.png", result["samples"], [data.DIGITS[c["digit"]] for c in result["conditions"]],
+                                   "audio (cascade): log-mels of generated clips, requested digit above")
+        save(f"cascade{steps}", {k: v for k, v in result.items() if k not in ("samples", "conditions")})
+    if "wave" in parts and args.snapshots:
+        rows = wave_curve([Path(p) for p in args.snapshots], args.wave_n)
+        if args.write:
+            plot_curve(rows, PICTURES / "wave_learning_curve.png")
+        save("wave", {"curve": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ def machine(threads: int) -> str:
 def write_doc(name: str, text: str) -> None:
     """Replace what stands between <!-- molecules:NAME:start --> and its end marker."""
     doc = DOC.read_text()
-    pattern = re.compile(rf"(<!-- molecules:{name}:start -->\n).*?(<!-- molecules:{name}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- molecules:{name}:start -->\n).*?(<!-- molecules:{name}:end -->)", re.DOTALL)
     if not pattern.search(doc):
         raise SystemExit(f"{DOC} has no <!-- molecules:{name}:start/end --> markers")
     DOC.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))

@@ -17,11 +17,9 @@ import argparse
 import json
 import time
 
+import condgen
 import numpy as np
 import torch
-
-import condgen
-
 from molecules_common import IMG, ROOT, machine, write_doc
 
 RESULTS = ROOT / "benchmarks" / "molecules_conditioning.json"
@@ -46,7 +44,7 @@ def main():
     options = dict(seed=0, device="cpu", batch_size=500, **({"steps": args.steps} if args.steps else {}))
     started = time.perf_counter()
     free = generator.generate(n=4 * args.n, **options)
-    result = {"model": args.model, "n": args.n, "scale": args.scale, "steps": free.manifest["steps"], "properties": {}}
+    result = {"model": args.model, "n": args.n, "scale": args.scale, "steps": free.manifest["sampler"]["steps"], "properties": {}}
     for key, targets in TARGETS.items():
         baseline = values(free, key)
         rows = []
@@ -74,8 +72,8 @@ def main():
 
 def table(result, threads) -> str:
     lines = [machine(threads), "",
-             f"{result['n']} samples per target and setting, {result['steps']} steps, seed 0; unconditional: {4 * result['n']} samples. "
-             f"MAE = mean |requested - RDKit value| over valid samples.", "",
+             (f"{result['n']} samples per target and setting, {result['steps']} steps, seed 0; unconditional: {4 * result['n']} samples. "
+              "MAE = mean |requested - RDKit value| over valid samples."), "",
              f"| property | target | MAE unconditional | MAE conditional (cfg=1) | MAE guided (cfg={result['scale']:g}) | unconditional / guided | mean ± sd guided |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for key, block in result["properties"].items():

@@ -2,20 +2,33 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import condgen
 import numpy as np
 import pytest
 import torch
-
-import condgen
 from condgen.checkpoints import load_checkpoint, read_torch_checkpoint
 from condgen.execution import SampleRNG
 from condgen.samplers.bfn import bfn_discrete, discrete_accuracy
 from condgen_molecules import chemnet, data, evaluate, writers
-from condgen_molecules.model import ChemBFN, accuracy, accuracy_rate, continuous_loss, sender_theta
-from condgen_molecules.tokens import Tokenizer, TokenError, split_smiles
-from condgen_molecules.train import RECIPES, bfn_loss, build, drop_conditions, model_config, prepare, train
+from condgen_molecules.model import (
+    ChemBFN,
+    accuracy,
+    accuracy_rate,
+    continuous_loss,
+    sender_theta,
+)
+from condgen_molecules.tokens import TokenError, Tokenizer, split_smiles
+from condgen_molecules.train import (
+    RECIPES,
+    bfn_loss,
+    build,
+    drop_conditions,
+    model_config,
+    prepare,
+    train,
+)
 
-TINY = dict(width=32, depth=1, heads=2, batch=32, molecules=400, warmup=5, save_every=20, ema=0.8, lr=2e-3)
+TINY = {"width": 32, "depth": 1, "heads": 2, "batch": 32, "molecules": 400, "warmup": 5, "save_every": 20, "ema": 0.8, "lr": 2e-3}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +112,7 @@ def test_loss_is_zero_for_a_perfect_prediction_and_scales_with_alpha():
 
 
 def test_training_lowers_the_bfn_loss(tiny):
-    prepared, recipe = tiny["prepared"], tiny["recipe"]
+    prepared = tiny["prepared"]
     checkpoint = load_checkpoint(tiny["path"])
 
     def held_out(tensors=None):
@@ -281,3 +294,15 @@ def test_model_config_keeps_the_vocabulary_and_normalisation(tiny):
     assert 0.6 < config["mean"]["qed"] < 0.95 and config["std"]["logp"] > 0.3
     fresh = model_config(tiny["recipe"], tiny["prepared"]["tokenizer"], tiny["prepared"]["cond"])
     assert fresh["beta1"] == pytest.approx(20.4 / len(fresh["tokenizer"]["vocab"]))
+
+
+@pytest.mark.slow
+def test_evaluate_reports_every_moses_metric(core, tiny):
+    import json
+
+    code, out, err = core("evaluate", "--plugin", "molecules", "--weights", tiny["path"], "-n", "20", "--steps", "4", "-c", "qed=0.8", "--guidance", "cfg=2", "--json")
+    assert code == 0, err
+    scores = json.loads(out)["scores"]
+    for key in ("validity", "unique@1k", "novelty", "intdiv1", "fcd_test", "qed_mae"):
+        assert math.isfinite(scores[f"moses.{key}"]), key
+    assert scores["moses.validity"] == 1.0  # SELFIES

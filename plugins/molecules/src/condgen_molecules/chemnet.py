@@ -19,12 +19,11 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+import condgen
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-import condgen
 
 SYMBOLS = ("C", "N", "O", "H", "F", "Cl", "P", "B", "Br", "S", "I", "Si", "#", "(", ")", "+", "-", "1", "2", "3", "4", "5", "6", "7", "8", "=", "[", "]", "@", "c", "n", "o", "s", "X", ".")
 UNKNOWN, STOP = SYMBOLS.index("X"), SYMBOLS.index(".")
@@ -75,7 +74,7 @@ class ChemNet(nn.Module):
 
 def weights_path() -> Path:
     spec = importlib.util.find_spec("fcd_torch")
-    path = Path(list(spec.submodule_search_locations)[0]) / "ChemNet_v0.13_pretrained.pt" if spec and spec.submodule_search_locations else None
+    path = Path(next(iter(spec.submodule_search_locations))) / "ChemNet_v0.13_pretrained.pt" if spec and spec.submodule_search_locations else None
     if path is None or not path.is_file():
         raise condgen.UsageError("ChemNet's weights are missing; install them with `pip install fcd-torch` (they are read, never unpickled)")
     return path

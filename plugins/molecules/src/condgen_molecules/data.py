@@ -33,7 +33,7 @@ def moses_dir() -> Path:
     spec = importlib.util.find_spec("moses")
     if spec is None or not spec.submodule_search_locations:
         raise condgen.UsageError("the MOSES data is missing; install it with `pip install --no-deps molsets`")
-    return Path(list(spec.submodule_search_locations)[0]) / "dataset" / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "dataset" / "data"
 
 
 def moses_file(name: str) -> Path:

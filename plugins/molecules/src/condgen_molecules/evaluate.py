@@ -84,10 +84,22 @@ def property_mae(samples: list[dict], conditions: list[dict]) -> dict:
 
 @lru_cache(maxsize=2)
 def test_reference(n: int, seed: int = 0):
-    """ChemNet Gaussian of n random MOSES test molecules."""
+    """ChemNet Gaussian (mu, sigma) of n random MOSES test molecules, kept in condgen's
+    cache as a plain .npz (minutes of ChemNet on a CPU; loaded without pickle)."""
+    from condgen.checkpoints import cache_dir
+
     from condgen_molecules import chemnet
 
-    return chemnet.gaussian(chemnet.activations(data.moses_smiles("test", limit=n, seed=seed)))
+    path = cache_dir() / "molecules" / f"moses-test-chemnet-{n}-{seed}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as stored:
+            return stored["mu"], stored["sigma"]
+    mu, sigma = chemnet.gaussian(chemnet.activations(data.moses_smiles("test", limit=n, seed=seed)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial.npz")
+    np.savez(partial, mu=mu, sigma=sigma)
+    partial.replace(path)
+    return mu, sigma
 
 
 def quality(samples: list[dict], *, fcd_reference: int = FCD_REFERENCE, novelty_reference: frozenset | None = None) -> dict:

@@ -70,10 +70,9 @@ class MoleculesGenerator(condgen.Generator):
         return f"{text} (asked {wanted})" if wanted else text
 
     def preview(self, run_dir, indices, samples, conditions):
+        from condgen.outputs import atomic_write
         from rdkit import Chem
         from rdkit.Chem import Draw
-
-        from condgen.outputs import atomic_write
 
         from condgen_molecules.data import to_mol
 

@@ -108,9 +108,11 @@ class Tokenizer:
         """Token ids -> a SMILES string (SELFIES are translated; may be chemically invalid)."""
         text = "".join(self.tokens_of(ids))
         if self.kind == "selfies":
+            import selfies
+
             try:
                 return selfies_to_smiles(text)
-            except Exception:  # selfies raises its own DecoderError family; an empty molecule is the answer
+            except selfies.DecoderError:  # only for malformed symbols; an empty molecule is the answer
                 return ""
         return text
 
@@ -118,11 +120,11 @@ class Tokenizer:
         return {"kind": self.kind, "vocab": list(self.vocab), "length": self.length}
 
     @classmethod
-    def from_config(cls, config: dict) -> "Tokenizer":
+    def from_config(cls, config: dict) -> Tokenizer:
         return cls(config["kind"], list(config["vocab"]), int(config["length"]))
 
     @classmethod
-    def build(cls, kind: str, smiles: list[str], length: int) -> tuple["Tokenizer", list[str], list[list[str]]]:
+    def build(cls, kind: str, smiles: list[str], length: int) -> tuple[Tokenizer, list[str], list[list[str]]]:
         """A tokeniser whose vocabulary covers ``smiles``; returns it, the molecules that fit
         in ``length`` positions (longer ones are dropped from training) and their tokens."""
         probe = cls(kind, list(SPECIALS), length)

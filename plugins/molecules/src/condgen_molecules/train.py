@@ -25,9 +25,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
-
 import condgen
+import torch
 from condgen.checkpoints import load_checkpoint, save_checkpoint
 
 from condgen_molecules import data
@@ -197,7 +196,7 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
             _save(out, recipe, config, model, ema, optimizer, step, generator, losses)
             progress(f"saved step {step}")
     return {"path": str(out), "steps": step, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-            "molecules": int(len(ids)), "seconds": round(time.perf_counter() - started, 1)}
+            "molecules": len(ids), "seconds": round(time.perf_counter() - started, 1)}
 
 
 def main(argv=None):

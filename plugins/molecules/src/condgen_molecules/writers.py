@@ -13,10 +13,11 @@ from pathlib import Path
 
 import condgen
 from condgen.errors import OutputError
-from condgen.outputs import CsvWriter, atomic_write
+from condgen.outputs import CsvWriter, atomic_write, parse_number
 
 FIELDS = ("smiles", "valid", "qed", "logp", "sa", "mw")
 ETKDG_SEED = 0xC0FFEE
+
 
 def _record(sample: dict, three_d: bool) -> str:
     from rdkit import Chem
@@ -44,13 +45,6 @@ def _record(sample: dict, three_d: bool) -> str:
         mol.SetProp(key, repr(sample[key]) if isinstance(sample[key], float) else str(sample[key]))
     return Chem.MolToMolBlock(mol) + "".join(f">  <{k}>\n{mol.GetProp(k)}\n\n" for k in FIELDS if mol.HasProp(k)) + "$$$$\n"
 
-def _parse(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 class SdfWriter(condgen.Writer):
     format, extension, summary = "sdf", "sdf", "one SDF molecule per sample (RDKit, 2-D coordinates) + molecules.sdf, samples.csv"
@@ -70,7 +64,7 @@ class SdfWriter(condgen.Writer):
         missing = [k for k in FIELDS if k not in fields]
         if missing:
             raise OutputError(f"{path} lacks the SDF fields {', '.join(missing)}; it was not written by condgen-molecules")
-        return {k: (fields[k] if k == "smiles" else _parse(fields[k])) for k in FIELDS}
+        return {k: (fields[k] if k == "smiles" else parse_number(fields[k])) for k in FIELDS}
 
     def write_collection(self, run_dir, indices, samples):
         run_dir = Path(run_dir)
@@ -78,6 +72,7 @@ class SdfWriter(condgen.Writer):
         sdf = run_dir / "molecules.sdf"
         atomic_write(sdf, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         return [sdf, *CsvWriter().write_collection(run_dir, indices, samples)]
+
 
 class Sdf3dWriter(SdfWriter):
     format, extension, summary = "sdf3d", "sdf", "as sdf, with hydrogens and 3-D coordinates (ETKDG + MMFF)"

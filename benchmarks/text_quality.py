@@ -20,9 +20,8 @@ import re
 import time
 from pathlib import Path
 
-import torch
-
 import condgen
+import torch
 from condgen_text import evaluate
 from condgen_text.data import TOPICS
 
@@ -146,7 +145,7 @@ def training_part(config: dict) -> str:
 
 def write_doc(name: str, text: str) -> None:
     doc = DOC.read_text()
-    pattern = re.compile(rf"(<!-- text:{name}:start -->\n).*?(<!-- text:{name}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- text:{name}:start -->\n).*?(<!-- text:{name}:end -->)", re.DOTALL)
     if not pattern.search(doc):
         raise SystemExit(f"{DOC} has no text:{name} markers")
     DOC.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))

@@ -1,18 +1,26 @@
 import json
 import math
 
+import condgen
 import pytest
 import torch
-import condgen
 from condgen.execution import SampleRNG
 from condgen.guidance import GeDi, guided
 from condgen.samplers.tokens import ar
 from condgen.testing import assert_one_line_error, invoke_core
 from condgen_text import data, train
-from condgen_text.model import BOS_ID, EOS_ID, TopicLM, TransformerLM, add_codes, pad_sequences, score_texts
+from condgen_text.model import (
+    BOS_ID,
+    EOS_ID,
+    TopicLM,
+    TransformerLM,
+    add_codes,
+    pad_sequences,
+    score_texts,
+)
 from condgen_text.writer import JsonlTextWriter
 
-TINY = dict(width=32, depth=2, heads=2, context=48)
+TINY = {"width": 32, "depth": 2, "heads": 2, "context": 48}
 
 
 @pytest.fixture(scope="module")

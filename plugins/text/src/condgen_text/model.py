@@ -17,13 +17,10 @@ attention, so a sample does not depend on the other prompts in its batch.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from condgen.errors import UsageError
+from torch import nn
 
 BOS, EOS = "<|bos|>", "<|eos|>"
 #: The tokenizer is trained with these special tokens first (condgen_text.train).
@@ -63,7 +60,7 @@ class TransformerLM(nn.Module):
     def __init__(self, vocab: int, width: int = 256, depth: int = 4, heads: int = 4, context: int = 128, codes: int = 0):
         super().__init__()
         self.vocab, self.context, self.codes = vocab, context, codes
-        self.config = dict(vocab=vocab, width=width, depth=depth, heads=heads, context=context, codes=codes)
+        self.config = {"vocab": vocab, "width": width, "depth": depth, "heads": heads, "context": context, "codes": codes}
         self.embed = nn.Embedding(vocab, width)
         # Control codes are input-only tokens with their own table (and learning rate).
         self.code_embed = nn.Embedding(codes, width) if codes else None

@@ -19,19 +19,26 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
 from condgen.checkpoints import load_checkpoint, save_checkpoint
 
 from condgen_text import data
-from condgen_text.model import BOS, BOS_ID, EOS, EOS_ID, TransformerLM, add_codes, pad_sequences
+from condgen_text.model import (
+    BOS,
+    BOS_ID,
+    EOS,
+    EOS_ID,
+    TransformerLM,
+    add_codes,
+    pad_sequences,
+)
 
 GENERATOR = "text"
-ARCH = dict(width=256, depth=4, heads=4, context=128)
+ARCH = {"width": 256, "depth": 4, "heads": 4, "context": 128}
 VOCAB = 4096
 HYBRID_LAMBDA = 0.6
 CODE_LR_FACTOR = 5.0

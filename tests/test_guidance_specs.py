@@ -82,3 +82,31 @@ def test_core_guidance_lists_methods_with_kinds_and_papers(core):
     assert set(rows) >= {"cfg", "apg", "classifier", "dps", "tfg", "cads", "gedi", "energy", "best-of-n", "tree"}
     assert all(row["paper"] and row["kinds"] for row in rows.values())
     assert "autoregressive" in rows["gedi"]["kinds"] and rows["energy"]["kinds"] == "energy"
+
+
+def test_guidance_none_turns_a_default_off_and_survives_resume(core, tmp_path, monkeypatch):
+    from condgen_toy.generator import ToyGenerator
+
+    monkeypatch.setattr(ToyGenerator, "default_guidance", ("cfg=2",))
+    code, _, err = core("generate", "--plugin", "toy", "-n", "2", "--steps", "4", "--out", tmp_path / "default")
+    assert code == 0, err
+    assert json.loads((tmp_path / "default" / "manifest.json").read_text())["request"]["guidance"] == ["cfg=2"]
+    code, _, err = core("generate", "--plugin", "toy", "-n", "2", "--steps", "4", "--guidance", "none", "--out", tmp_path / "plain")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "plain" / "manifest.json").read_text())
+    assert manifest["request"]["guidance"] == []
+    # a resumed plain run stays plain (an empty list is not "use the default")
+    manifest["status"] = "interrupted"
+    (tmp_path / "plain" / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = core("generate", "--resume", "--out", tmp_path / "plain")
+    assert code == 0, err
+    assert_one_line_error(*core("generate", "--plugin", "toy", "-g", "none", "-g", "cfg=2")[::2], "'none'", "alone")
+
+
+def test_a_generator_can_echo_its_samples_after_the_run(core, tmp_path, monkeypatch):
+    from condgen_toy.generator import ToyGenerator
+
+    monkeypatch.setattr(ToyGenerator, "echo", lambda self, samples, conditions: "\n".join(f"component {c['component']}" for c in conditions))
+    code, out, err = core("generate", "--plugin", "toy", "-n", "3", "-c", "component=north,east", "--steps", "4", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert out.splitlines() == ["component 0", "component 2", "component 0", str(tmp_path / "run")]

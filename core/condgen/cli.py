@@ -304,19 +304,20 @@ def _default_out(generator: str) -> Path:
 @click.option("-n", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
 @click.option("--sampler", "-s", help="Sampler (default: the generator's).")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampling steps (default: the generator's).")
-@click.option("--guidance", "-g", multiple=True, help="Guidance, e.g. cfg=3 (repeatable).")
+@click.option("--guidance", "-g", multiple=True, help="Guidance, e.g. cfg=3 (repeatable); 'none' turns the generator's default off.")
 @click.option("-o", "--sampler-option", "sampler_options", multiple=True, metavar="KEY=VALUE", help="Sampler option, e.g. eta=0.5.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), help="Samples per batch (default: fit the memory budget).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--dtype", default="auto", show_default=True, help="auto (bf16 autocast on CUDA), float32, bfloat16, float16.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's, one per core); 1 is often fastest for small autoregressive models on a busy machine.")
 @click.option("--weights", help="Safetensors checkpoint (path or URL) instead of the shipped one.")
 @click.option("--format", "format_", help="Sample file format (default: the generator's first).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: a new one under ./runs/).")
 @click.option("--resume", is_flag=True, help="Finish the interrupted run in --out.")
 @click.pass_context
-def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, weights, format_, out, resume):
+def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, threads, weights, format_, out, resume):
     """Generate conditioned samples into a run directory with a manifest."""
     from condgen.outputs import RunDirectory
 
@@ -328,7 +329,7 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
         _check_resume_args(given, request)
         plugin, model, n, sampler, steps, seed = request["plugin"], request["generator"], request["n"], request["sampler"], request["steps"], request["seed"]
         conditions = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in request["conditions"].items()]
-        guidance, format_ = request["guidance"], request["format"]
+        guidance, format_ = request["guidance"] or ["none"], request["format"]  # [] was "no guidance", not "the default"
         sampler_options = [f"{k}={v}" for k, v in request["sampler_options"].items()]
     elif plugin is None:
         raise UsageError("which plugin? pass --plugin NAME (see `core plugins`)")
@@ -336,6 +337,10 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     from condgen.generators import find_generator
     from condgen.plugins import get_plugin_manager
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     gen = find_generator(get_plugin_manager({plugin}), plugin, model)
     parsed = gen.conditions.parse_cli(_shorthand_conditions(conditions, data=data, target=target, prompt=prompt))
     run_dir = RunDirectory(out or _default_out(gen.name))
@@ -352,7 +357,10 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
             diff = sorted(k for k in manifest["request"] if previous["request"].get(k) != manifest["request"][k])
             raise OutputError(f"cannot resume {run_dir.path}: the run's {', '.join(diff)} differ (weights changed?); start a new run")
     manifest["argv"] = sys.argv[1:]
-    _generate_into(run_dir, gen, session, manifest, n, batch_size, started)
+    samples, sample_conditions = _generate_into(run_dir, gen, session, manifest, n, batch_size, started)
+    text = gen.echo(samples, sample_conditions)
+    if text:
+        click.echo(text)
     click.echo(str(run_dir.path))
 
 
@@ -417,6 +425,7 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
     manifest["timings"] = session.timings(len(fresh), time.perf_counter() - started)
     manifest.pop("error", None)
     finalize(run_dir, writer, gen, indices, samples, conditions, manifest)
+    return samples, conditions
 
 
 class Interrupted(CondgenError):

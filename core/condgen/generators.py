@@ -64,6 +64,11 @@ class Generator:
         """Optionally write a picture of all samples (a grid, a scatter plot)."""
         return []
 
+    def echo(self, samples: list, conditions: list[dict]) -> str | None:
+        """Optionally, text for ``core generate`` to print after a run (generated text,
+        SMILES): what a user would rather read in the terminal than open a file for."""
+        return None
+
     def guidance_models(self) -> dict:
         """Classifiers, rewards and class-conditional LMs that guidance can name.
 
@@ -201,6 +206,10 @@ class Session:
         if unknown:
             raise UsageError(f"sampler {self.sampler_name!r} has no option {sorted(unknown)[0]!r}; options: {', '.join(self.sampler.options) or 'none'}")
         specs = list(guidance) if guidance else list(generator.default_guidance)
+        if any(isinstance(g, str) and g.strip() == "none" for g in specs):
+            if len(specs) > 1:
+                raise UsageError("guidance 'none' turns the generator's default guidance off; give it alone")
+            specs = []
         parsed = [parse_guidance(g, tables["guidance"]) if isinstance(g, str) else g for g in specs]
         for g in parsed:
             if generator.kind not in g.kinds:

@@ -211,3 +211,12 @@ def test_core_train_writes_weights_the_generator_loads_and_samples(tmp_path):
     assert {k.split(".")[0] for k in checkpoint.tensors} == {"base", "cclm"}
     run = condgen.load("text").generate(n=2, condition={"topic": "science", "prompt": "Why"}, weights=str(out), steps=5, seed=0, device="cpu")
     assert all(s["text"].startswith("Why") and s["topic"] == "science" and set(s["scores"]) == {"base_perplexity", "topic_posterior"} for s in run.samples)
+
+
+def test_generate_prints_the_texts_and_writes_them(tmp_path):
+    code, out, err = invoke_core("generate", "--plugin", "text", "-c", "topic=science", "--prompt", "Well, then", "-n", "2", "--steps", "12", "--threads", "1", "--out", tmp_path / "run")
+    assert code == 0, err
+    printed = [line for line in out.splitlines() if line.startswith("[science] ")]
+    assert len(printed) == 2 and all(line.startswith("[science] Well, then") for line in printed)
+    written = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert [f"[{w['topic']}] {w['text'].strip()}" for w in written] == printed

@@ -72,6 +72,10 @@ class TextGenerator(condgen.Generator):
             for c, p, k, s in zip(conditions, prompts, continuations, scores)
         ]
 
+    def echo(self, samples, conditions):
+        """The generated texts, one paragraph each, for the terminal."""
+        return "\n\n".join(f"[{sample['topic']}] {sample['text'].strip()}" for sample in samples)
+
     def guidance_models(self):
         """``gedi``: the CC-LM (the same TopicLM: rows with a topic code run the CC-LM)."""
         return {"gedi": _SessionModel(self)}

@@ -108,13 +108,25 @@ class AudioWaveGenerator(AudioBase):
     model_name = "wave"
 
 
+class MelCondition(TensorCondition):
+    """A log-mel [64, frames]; absent, it encodes as zero frames (the session then asks for it,
+    after the sampler and guidance are checked, so their errors come first)."""
+
+    def encode(self, values):
+        import torch
+
+        if all(v is None for v in values):
+            return torch.zeros(len(values), N_MELS, 0)
+        return super().encode(values)
+
+
 class VocoderSession(Session):
     """The vocoder's sample length follows its mel condition."""
 
     def __init__(self, generator, **options):
         super().__init__(generator, **options)
-        if "mel" not in self.conditions:  # checked here, after the sampler and guidance, so those errors come first
-            raise condgen.ConditionError(f"condition 'mel' is required; accepted: {generator.conditions['mel'].accepted()} (-c mel=FILE.wav)")
+        if "mel" not in self.conditions:
+            raise condgen.ConditionError(f"condition 'mel' is needed; accepted: {generator.conditions['mel'].accepted()} (-c mel=FILE.wav)")
 
     def _sample_shape(self):
         frames = self.conditions["mel"][0].shape[-1]
@@ -125,7 +137,7 @@ class AudioVocoderGenerator(AudioBase):
     name = "audio-vocoder"
     description = "DiffWave vocoder: log-mel spectrogram (or a WAV file's) -> 16 kHz waveform"
     kind = "denoiser"
-    conditions = condgen.Schema({"mel": TensorCondition(
+    conditions = condgen.Schema({"mel": MelCondition(
         shape=(N_MELS, None), loaders={".wav": wav_to_log_mel},
         description="a WAV file (its log-mel is vocoded) or a .npy log-mel array [64, frames] (16 kHz, hop 256)")})
     default_sampler = "diffwave"

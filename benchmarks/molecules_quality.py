@@ -37,7 +37,7 @@ HEADER = "| model | validity | unique@1k | unique@10k | novelty | IntDiv1 | FCD/
 
 
 def row(label: str, s: dict) -> str:
-    cells = [f"{s['validity']:.3f}", f"{s['unique@1k']:.3f}", f"{s['unique@10k']:.3f}" if s.get("n", 0) >= 10_000 else "-",
+    cells = [f"{s['validity']:.4f}", f"{s['unique@1k']:.3f}", f"{s['unique@10k']:.3f}" if s.get("n", 0) >= 10_000 else "-",
              f"{s['novelty']:.3f}", f"{s['intdiv1']:.3f}", f"{s['fcd_test']:.3f}"]
     return "| " + " | ".join([label] + cells) + " |"
 
@@ -68,6 +68,8 @@ def draw_examples(samples: list, path: Path, title: str) -> None:
     from rdkit.Chem import Draw
 
     mols = [data.to_mol(s["smiles"]) for s in samples if s["valid"]][:24]
+    if not mols:
+        return
     legends = [f"QED {s['qed']:.2f}  logP {s['logp']:.1f}  SA {s['sa']:.1f}" for s in samples if s["valid"]][:24]
     image = Draw.MolsToGridImage(mols, molsPerRow=6, subImgSize=(230, 190), legends=legends)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,21 +94,26 @@ def main():
         else:
             name, n = PARTS[part]
             results[part], samples = sample_part(name, args.n or n, args.steps)
-            draw_examples(samples, IMG / f"{part}_samples.png", name)
         print(part, json.dumps(results[part], default=float), f"({time.perf_counter() - started:.0f} s)", flush=True)
         RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
+        if part != "reference":
+            draw_examples(samples, IMG / f"{part}_samples.png", name)
     if args.write:
-        lines = [machine(args.threads), "", HEADER]
-        for part, label in (("selfies", "**ours, SELFIES (default)**"), ("smiles", "**ours, SMILES**"), ("reference", "MOSES train, 10k (our FCD code)")):
-            if part in results:
-                s = results[part]
-                extra = f", {s['n']:,} samples, {s['steps']} steps" if part != "reference" else ""
-                lines.append(row(label + extra, s))
-        lines += ["| " + " | ".join(p) + " |" for p in PAPERS]
-        if "reference" in results:
-            lines += ["", (f"FCD of 10,000 MOSES test_scaffolds molecules against the 10,000 test molecules (our code): "
-                           f"{results['reference']['fcd_test_scaffolds_vs_test']:.3f} (MOSES reports 0.476 for train vs TestSF).")]
-        write_doc("quality", "\n".join(lines) + "\n")
+        write_table(results, args.threads)
+
+
+def write_table(results: dict, threads: int) -> None:
+    lines = [machine(threads), "", HEADER]
+    for part, label in (("selfies", "**ours, SELFIES (default)**"), ("smiles", "**ours, SMILES**"), ("reference", "MOSES train, 10k (our FCD code)")):
+        if part in results:
+            s = results[part]
+            extra = f", {s['n']:,} samples, {s['steps']} steps" if part != "reference" else ""
+            lines.append(row(label + extra, s))
+    lines += ["| " + " | ".join(p) + " |" for p in PAPERS]
+    if "reference" in results:
+        lines += ["", (f"FCD of 10,000 MOSES test_scaffolds molecules against the 10,000 test molecules (our code): "
+                       f"{results['reference']['fcd_test_scaffolds_vs_test']:.3f} (MOSES reports 0.476 for train vs TestSF).")]
+    write_doc("quality", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ Parts (each can be run alone with --parts):
 - vocoder: ``clips`` clips of the unheard test voices; their log-mels vocoded (6 and 50
   steps) and inverted by Griffin-Lim (32 iterations); multi-resolution STFT distance
   and mel-cepstral distortion against the ground truth; real-time factor.
+- mels: diagnostic, the cascade's first stage alone: the judge on the generated log-mels
+  and on the same mels inverted by Griffin-Lim.
 - wave: every saved snapshot of ``audio-wave`` (``--snapshots``), ``wave_n`` clips each
   (diffwave 6 steps, CFG 2): accuracy vs training steps.
 """
@@ -46,6 +48,23 @@ def cascade(n: int, vocoder_steps: int, seed: int = 0, batch: int = 50) -> dict:
     seconds = time.perf_counter() - started
     scores = evaluate.digit_metrics(gen, run.samples, run.conditions)
     return {"n": n, "vocoder_steps": vocoder_steps, "seconds": round(seconds, 1), "scores": scores, "samples": run.samples[:20], "conditions": run.conditions[:20]}
+
+
+def cascade_mels(n: int, gl_clips: int, seed: int = 0) -> dict:
+    """Diagnostic: the cascade's first stage alone. The judge reads log-mels, so it can score
+    the generated mels directly, and the same mels inverted by Griffin-Lim (32 iterations)."""
+    from condgen.generators import Session
+
+    gen = condgen.load("audio")
+    session = Session(gen, condition={"digit": [i % 10 for i in range(n)]}, seed=seed)
+    mels = torch.cat([torch.stack(session.sample(b).samples) for b in session.plan(range(n), 100)])
+    requested = np.array([i % 10 for i in range(n)])
+    with torch.no_grad():
+        predicted = evaluate.load_classifier()(mels).argmax(1).numpy()
+    gl = evaluate.griffin_lim(mels[:gl_clips], 32, length=data.CLIP)
+    _, gl_predicted = evaluate.embed_waves(gl)
+    return {"n": n, "mel_accuracy": float((predicted == requested).mean()), "gl_clips": gl_clips,
+            "griffin_lim_accuracy": float((gl_predicted == requested[:gl_clips]).mean())}
 
 
 def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: int = 0) -> dict:
@@ -141,7 +160,7 @@ def plot_curve(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="cascade6,cascade50,vocoder,wave", help="any of cascade6, cascade50, vocoder, wave")
+    parser.add_argument("--parts", default="cascade6,cascade50,vocoder,wave", help="any of cascade6, cascade50, mels, vocoder, wave")
     parser.add_argument("--n", type=int, default=500, help="cascade clips with the 6-step vocoder")
     parser.add_argument("--n50", type=int, default=500, help="cascade clips with the 50-step vocoder")
     parser.add_argument("--clips", type=int, default=100, help="test-voice clips for the vocoder comparison")
@@ -165,6 +184,8 @@ def main() -> None:
         if args.write:
             plot_examples(result, PICTURES / "vocoder_vs_griffin_lim.png")
         save("vocoder", {k: v for k, v in result.items() if k != "examples"})
+    if "mels" in parts:
+        save("mels", cascade_mels(args.n, args.clips))
     for steps, n in ((6, args.n), (50, args.n50)):
         if f"cascade{steps}" not in parts:
             continue

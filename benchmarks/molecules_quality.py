@@ -95,6 +95,8 @@ def main():
             name, n = PARTS[part]
             results[part], samples = sample_part(name, args.n or n, args.steps)
         print(part, json.dumps(results[part], default=float), f"({time.perf_counter() - started:.0f} s)", flush=True)
+        # Re-read first: parts run in parallel processes must not drop each other's results.
+        results = {**(json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}), part: results[part]}
         RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
         if part != "reference":
             draw_examples(samples, IMG / f"{part}_samples.png", name)

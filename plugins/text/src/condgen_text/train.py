@@ -161,7 +161,7 @@ def train_base(out: Path, *, steps: int = 1000, seed: int = 0, tokens_per_batch:
     return {"path": str(out), "sha256": sha, "final": history[-1]}
 
 
-def train_cclm(base_checkpoint: Path, out: Path, *, steps: int = 400, seed: int = 0, quotes_per_batch: int = 12, lr: float = 1e-3, topics: tuple[str, ...] = data.TOPICS, progress: Callable | None = None) -> dict:
+def train_cclm(base_checkpoint: Path, out: Path, *, steps: int = 900, seed: int = 0, quotes_per_batch: int = 12, lr: float = 1e-3, topics: tuple[str, ...] = data.TOPICS, progress: Callable | None = None) -> dict:
     """GeDi's CC-LM fine-tuned from the base LM with the hybrid loss; writes both LMs."""
     generator = torch.Generator().manual_seed(seed + 1)
     torch.manual_seed(seed + 1)
@@ -183,7 +183,7 @@ def train_cclm(base_checkpoint: Path, out: Path, *, steps: int = 400, seed: int 
     history = _loop(cclm, steps, lr, 30, lambda: length_batches([len(e) for e in encoded], tokens_per_batch, generator), loss_of_batch, progress)
     config = {
         **{k: v for k, v in checkpoint.config.items() if k not in ("stage", "history", "steps", "seed")},
-        "stage": "gedi", "topics": list(topics), "cclm": cclm.config, "base_history": checkpoint.config.get("history"),
+        "stage": "gedi", "topics": list(topics), "cclm": cclm.config, "base_history": checkpoint.config.get("history", checkpoint.config.get("base_history")),  # a base file, or a shipped GeDi file retrained
         "cclm_steps": steps, "cclm_seed": seed, "cclm_history": history, "hybrid_lambda": HYBRID_LAMBDA, "topic_quotes": len(pairs),
     }
     # float16 halves the shipped file (two 4.2M-parameter LMs: 17 MB, not 34); the

@@ -96,9 +96,9 @@ def ddim(model, shape, cond, *, steps, rng, callback=None, eta=0.0, discretisati
     for i in range(steps):
         x0 = denoise(x, i)
         r_down, r_up = ancestral_split(float(r[i]), float(r[i + 1]), eta)
-        x = torch.lerp(x0, x, r_down / float(r[i]))  # x0 + (r_down / r)(x - x0)
+        x = x0 + (x - x0) * (r_down / float(r[i]))
         if r_up > 0:
-            x = x.add(rng.randn_like(x), alpha=r_up)
+            x = x + rng.randn_like(x) * r_up
         if callback is not None:
             callback(i + 1, steps)
     return SampleResult(x=x, nfe=denoise.nfe)
@@ -133,13 +133,13 @@ def ddpm(model, shape, cond, *, steps, rng, callback=None, variance="posterior",
         x0 = denoise(x, i)
         r_now, r_next = float(r[i]), float(r[i + 1])
         shrink = (r_next / r_now) ** 2
-        x = torch.lerp(x0, x, shrink)  # x0 + shrink (x - x0)
+        x = x0 + (x - x0) * shrink
         if r_next > 0:
             if variance == "posterior":
                 var = r_next**2 * (1.0 - shrink)
             else:
                 var = float(alpha[i] / alpha[i + 1]) ** 2 * (r_now**2 - r_next**2)
-            x = x.add(rng.randn_like(x), alpha=math.sqrt(var))
+            x = x + rng.randn_like(x) * math.sqrt(var)
         if callback is not None:
             callback(i + 1, steps)
     return SampleResult(x=x, nfe=denoise.nfe)
@@ -153,9 +153,9 @@ def euler_ancestral(model, shape, cond, *, steps, rng, callback=None, eta=1.0, s
     for i in range(steps):
         x0 = denoise(x, i)
         r_down, r_up = ancestral_split(float(r[i]), float(r[i + 1]), eta)
-        x = torch.lerp(x0, x, r_down / float(r[i]))  # the Euler step x + (r_down - r)(x - x0)/r
+        x = x + (x - x0) / float(r[i]) * (r_down - float(r[i]))
         if r_up > 0:
-            x = x.add(rng.randn_like(x), alpha=s_noise * r_up)
+            x = x + rng.randn_like(x) * (s_noise * r_up)
         if callback is not None:
             callback(i + 1, steps)
     return SampleResult(x=x, nfe=denoise.nfe)
@@ -186,7 +186,7 @@ def heun(
     for i in range(steps):
         level, point = r[i], i
         if gamma[i] > 0:
-            x = x.add(rng.randn_like(x), alpha=s_noise * math.sqrt(r_hat[i] ** 2 - r[i] ** 2))
+            x = x + rng.randn_like(x) * (s_noise * math.sqrt(r_hat[i] ** 2 - r[i] ** 2))
             level, point = r_hat[i], steps + 1 + i
         slope = (x - denoise(x, point)) / level
         x_next = x + slope * (r[i + 1] - level)
@@ -197,30 +197,6 @@ def heun(
         if callback is not None:
             callback(i + 1, steps)
     return SampleResult(x=x, nfe=denoise.nfe)
-
-
-def _dpmpp_weights(h: float, k: list[float], order: int) -> list[float]:
-    """Weights of (D0, D_prev, D_prev2) in a DPM-Solver++ step, as host floats.
-
-    The update is x' = (r'/r) x - phi1 D0 + [order 2: -phi1 D1 / 2] [order 3: + phi2 D1 -
-    phi3 D2], with D1, D2 the divided differences below, k = (previous step sizes in
-    lambda) / h; being linear in the predictions, it is applied as one weighted sum.
-    """
-    phi1 = math.expm1(-h)
-    weights = [-phi1, 0.0, 0.0]
-    if order == 2:  # D1 = (D0 - D_prev) / k0
-        weights[0] -= 0.5 * phi1 / k[0]
-        weights[1] += 0.5 * phi1 / k[0]
-    elif order == 3:  # diff0 = (D0 - D_prev) / k0, diff1 = (D_prev - D_prev2) / k1
-        phi2 = phi1 / h + 1.0
-        phi3 = phi2 / h - 0.5
-        u, v = k[0] / (k[0] + k[1]), 2.0 / (k[0] + k[1])
-        # D1 = diff0 + u (diff0 - diff1) ~ h x0';  D2 = v (diff0 - diff1) ~ h^2 x0''
-        on_diff0, on_diff1 = phi2 * (1 + u) - phi3 * v, -phi2 * u + phi3 * v
-        weights[0] += on_diff0 / k[0]
-        weights[1] += on_diff1 / k[1] - on_diff0 / k[0]
-        weights[2] -= on_diff1 / k[1]
-    return weights
 
 
 def _dpmpp(model, shape, cond, *, steps, rng, callback, order, lower_order_final, discretisation, rho, shift, dtype):
@@ -239,23 +215,35 @@ def _dpmpp(model, shape, cond, *, steps, rng, callback, order, lower_order_final
     """
     schedule, denoise, x = _setup(model, shape, cond, steps, rng, discretisation, resolve_dtype(dtype), rho, shift)
     r = [float(v) for v in schedule.ratio]
-    lam = [-math.log(v) if v > 0 else math.inf for v in r]
-    previous = []  # x0 predictions of the previous steps, newest first
+    history = []  # (x0 prediction, lambda) of the previous one or two steps
     for i in range(steps):
-        d0 = denoise(x, i)
+        d0, lam = denoise(x, i), -math.log(r[i])
         if r[i + 1] == 0:
             x = d0
         else:
-            h = lam[i + 1] - lam[i]
-            step_order = min(order, 1 + len(previous))
+            h = math.log(r[i] / r[i + 1])
+            step_order = min(order, 1 + len(history))
             if lower_order_final and steps < 10:
                 step_order = min(step_order, steps - i)
-            k = [(lam[i - j] - lam[i - j - 1]) / h for j in range(step_order - 1)]
-            weights = _dpmpp_weights(h, k, step_order)
-            x = x * (r[i + 1] / r[i])
-            for weight, prediction in zip(weights, [d0, *previous]):
-                x = x.add(prediction, alpha=weight) if weight else x
-        previous = [d0, *previous][: order - 1]
+            phi1 = math.expm1(-h)
+            x_next = x * (r[i + 1] / r[i]) - d0 * phi1
+            if step_order >= 2:
+                d1_prev, lam1 = history[-1]
+                k0 = (lam - lam1) / h
+                diff0 = (d0 - d1_prev) / k0
+                if step_order == 2:
+                    x_next = x_next - diff0 * (0.5 * phi1)
+                else:
+                    d2_prev, lam2 = history[-2]
+                    k1 = (lam1 - lam2) / h
+                    diff1 = (d1_prev - d2_prev) / k1
+                    first = diff0 + (diff0 - diff1) * (k0 / (k0 + k1))
+                    second = (diff0 - diff1) * (2.0 / (k0 + k1))  # h^2 x0'' (see the docstring)
+                    phi2 = phi1 / h + 1.0
+                    phi3 = phi2 / h - 0.5
+                    x_next = x_next + first * phi2 - second * phi3
+            x = x_next
+        history = (history + [(d0, lam)])[-(order - 1) :]
         if callback is not None:
             callback(i + 1, steps)
     return SampleResult(x=x, nfe=denoise.nfe)
@@ -295,12 +283,13 @@ def sde_pc(model, shape, cond, *, steps, rng, callback=None, snr=0.16, corrector
         r_now, r_next = float(r[i]), float(r[i + 1])
         a_i = float(alpha[i] / alpha[i + 1]) ** 2
         step = 2 * a_i * (snr * r_now) ** 2  # Song et al.'s 2 a (snr |z| / |score|)^2 with |z| / |score| ~ r
-        for _ in range(corrector_steps):  # x + e s + sqrt(2e) z with s = (D - x) / r^2
-            x = torch.lerp(x, denoise(x, i), step / r_now**2).add(rng.randn_like(x), alpha=math.sqrt(2 * step))
-        # x + (r^2 - r'^2) s
-        x = torch.lerp(x, denoise(x, i), 1 - (r_next / r_now) ** 2)
+        for _ in range(corrector_steps):
+            score = (denoise(x, i) - x) / r_now**2
+            x = x + score * step + rng.randn_like(x) * math.sqrt(2 * step)
+        score = (denoise(x, i) - x) / r_now**2
+        x = x + score * (r_now**2 - r_next**2)
         if r_next > 0:
-            x = x.add(rng.randn_like(x), alpha=math.sqrt(r_now**2 - r_next**2))
+            x = x + rng.randn_like(x) * math.sqrt(r_now**2 - r_next**2)
         if callback is not None:
             callback(i + 1, steps)
     return SampleResult(x=x, nfe=denoise.nfe)

@@ -34,21 +34,21 @@ def _euler(u, x, i, mid, h):
 
 def _heun(u, x, i, mid, h):
     k1 = u(x, i)
-    k2 = u(x.add(k1, alpha=h), i + 1)
-    return k1.add(k2).mul_(0.5)
+    k2 = u(x + k1 * h, i + 1)
+    return (k1 + k2) * 0.5
 
 
 def _midpoint(u, x, i, mid, h):
     k1 = u(x, i)
-    return u(x.add(k1, alpha=0.5 * h), mid)
+    return u(x + k1 * (0.5 * h), mid)
 
 
 def _rk4(u, x, i, mid, h):
     k1 = u(x, i)
-    k2 = u(x.add(k1, alpha=0.5 * h), mid)
-    k3 = u(x.add(k2, alpha=0.5 * h), mid)
-    k4 = u(x.add(k3, alpha=h), i + 1)
-    return k1.add(k2, alpha=2).add_(k3, alpha=2).add_(k4).div_(6)  # (k1 + 2 k2 + 2 k3 + k4) / 6
+    k2 = u(x + k1 * (0.5 * h), mid)
+    k3 = u(x + k2 * (0.5 * h), mid)
+    k4 = u(x + k3 * h, i + 1)
+    return (k1 + 2 * k2 + 2 * k3 + k4) / 6
 
 
 #: Increment functions (u, x, grid index, midpoint index, step h) -> mean slope, and
@@ -92,7 +92,7 @@ def integrate(model, shape, cond, *, steps, rng, callback, method, lower_order_f
             x = field.predict(x, i, "x0")
         else:
             h = float(t[i + 1] - t[i])
-            x = x.add(increment(velocity, x, i, steps + 1 + i, h), alpha=h)
+            x = x + increment(velocity, x, i, steps + 1 + i, h) * h
         if callback is not None:
             callback(i + 1, steps)
     return SampleResult(x=x, nfe=field.nfe)

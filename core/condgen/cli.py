@@ -294,13 +294,22 @@ def _default_out(generator: str) -> Path:
     return path
 
 
+def _shorthand_options(command):
+    """--data, --target and --prompt, turned into conditions by ``_shorthand_conditions``."""
+    for option in reversed([
+        click.option("--data", "data", help="Shorthand for -c data=PATH (generators that model a user's table)."),
+        click.option("--target", "target", help="Shorthand for -c target=COLUMN (the table's class column)."),
+        click.option("--prompt", "prompt", help="Shorthand for -c prompt=TEXT (generators that continue a text; commas stay in the text)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.option("--plugin", "-p", help="Plugin to generate with (see `core plugins`).")
 @click.option("--model", "-m", help="One of the plugin's generators (default: the plugin's main one).")
 @click.option("-c", "--condition", "conditions", multiple=True, metavar="KEY=VALUE", help="Condition; comma-separated values cycle over samples.")
-@click.option("--data", "data", help="Shorthand for -c data=PATH (generators that model a user's table).")
-@click.option("--target", "target", help="Shorthand for -c target=COLUMN (the table's class column).")
-@click.option("--prompt", "prompt", help="Shorthand for -c prompt=TEXT (generators that continue a text; commas stay in the text).")
+@_shorthand_options
 @click.option("-n", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
 @click.option("--sampler", "-s", help="Sampler (default: the generator's).")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampling steps (default: the generator's).")
@@ -469,9 +478,7 @@ def train(plugin, model, dataset, steps, seed, device, out, resume):
 @click.option("--plugin", "-p", required=True)
 @click.option("--model", "-m")
 @click.option("-c", "--condition", "conditions", multiple=True, metavar="KEY=VALUE")
-@click.option("--data", "data", help="Shorthand for -c data=PATH (generators that model a user's table).")
-@click.option("--target", "target", help="Shorthand for -c target=COLUMN (the table's class column).")
-@click.option("--prompt", "prompt", help="Shorthand for -c prompt=TEXT (generators that continue a text; commas stay in the text).")
+@_shorthand_options
 @click.option("-n", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--sampler", "-s")
 @click.option("--steps", type=click.IntRange(min=1))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 from pathlib import Path
 
 import torch
+from samplers_common import write_block
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins" / "molecules.md"
@@ -21,8 +21,4 @@ def machine(threads: int) -> str:
 
 def write_doc(name: str, text: str) -> None:
     """Replace what stands between <!-- molecules:NAME:start --> and its end marker."""
-    doc = DOC.read_text()
-    pattern = re.compile(rf"(<!-- molecules:{name}:start -->\n).*?(<!-- molecules:{name}:end -->)", re.DOTALL)
-    if not pattern.search(doc):
-        raise SystemExit(f"{DOC} has no <!-- molecules:{name}:start/end --> markers")
-    DOC.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))
+    write_block(DOC, f"molecules:{name}", text)

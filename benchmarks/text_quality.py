@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import platform
-import re
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import condgen
 import torch
 from condgen_text import evaluate
 from condgen_text.data import TOPICS
+from samplers_common import write_block
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins" / "text.md"
@@ -144,11 +144,7 @@ def training_part(config: dict) -> str:
 
 
 def write_doc(name: str, text: str) -> None:
-    doc = DOC.read_text()
-    pattern = re.compile(rf"(<!-- text:{name}:start -->\n).*?(<!-- text:{name}:end -->)", re.DOTALL)
-    if not pattern.search(doc):
-        raise SystemExit(f"{DOC} has no text:{name} markers")
-    DOC.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))
+    write_block(DOC, f"text:{name}", text)
 
 
 def main():

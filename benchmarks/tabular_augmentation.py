@@ -8,15 +8,16 @@ real + TabEBM and real + SMOTE; balanced accuracy on the test rows. Also fidelit
 (mean per-feature KS, correlation difference) against the test rows and the median
 distance to closest record (DCR) to the training rows.
 
-    .venv/bin/python benchmarks/tabular_augmentation.py                      # GP backbone, N 20/50/100
+    .venv/bin/python benchmarks/tabular_augmentation.py --step paper         # GP backbone, N 20/50/100
     .venv/bin/python benchmarks/tabular_augmentation.py --backbone tabpfn --sizes 50
     .venv/bin/python benchmarks/tabular_augmentation.py --render             # docs from the saved runs
 
 Each run saves benchmarks/tabular_augmentation[_BACKBONE][_reference-step].json (or
 --out); --datasets splits a run over processes (their files are merged by --render).
-``--step reference`` runs SGLD as the TabEBM code does: it averages the energy over the
-samples of a class before the gradient, so each sample moves by step_size / (samples
-of its class) times its own gradient; ``paper`` (the default) uses step_size itself.
+``--step reference`` (the default, and the plugin's) runs SGLD as the TabEBM code does: it
+averages the energy over the chains of a class before the gradient, so each chain moves
+by step_size / chains times its own gradient, chains = 500 // classes here; ``--step
+paper`` is the paper's printed equation, step_size itself (``-o chains=1``).
 
 About 10 minutes on one CPU core with the GP backbone (all sizes); about 3.5 minutes
 per table and seed with TabPFN v1 at N = 50.
@@ -54,15 +55,15 @@ def saved_path(backbone: str, step: str) -> Path:
     return ROOT / "benchmarks" / f"tabular_augmentation{suffix}.json"
 
 
-def run_one(gen, full, n, seed, step="paper") -> dict:
+def run_one(gen, full, n, seed, step="reference", device="cpu") -> dict:
     train, test = stratified_subsample(full, BUILTIN_TARGET, n, seed=seed)
     gen.fit(train, target=BUILTIN_TARGET)
     table = gen.table
     x_test, y_test = table.encoder.encode(test), table.encoder.labels(test)
-    options = {}
-    if step == "reference":  # the TabEBM code's mean-over-samples energy: step / samples per class
-        options["sampler_options"] = {"step_size": 0.1 / (SYNTHETIC // len(table.class_names))}
-    x_tab, y_tab = ev.tabebm_rows(gen, SYNTHETIC, seed=seed, **options)
+    # "reference" is the plugin's default (the TabEBM code's step: 0.1 / chains, chains =
+    # SYNTHETIC // classes); "paper" is the printed equation, one chain
+    options = {"sampler_options": {"chains": 1}} if step == "paper" else {}
+    x_tab, y_tab = ev.tabebm_rows(gen, SYNTHETIC, seed=seed, device=device, **options)
     x_smo, y_smo = ev.smote(table.x, table.y, SYNTHETIC // len(table.class_names), seed=seed)
     sets = {
         "real": (table.x, table.y),
@@ -78,7 +79,8 @@ def run_one(gen, full, n, seed, step="paper") -> dict:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--backbone", default="gp", choices=("gp", "tabpfn"))
-    parser.add_argument("--step", default="paper", choices=("paper", "reference"), help="SGLD step per sample (see the module)")
+    parser.add_argument("--step", default="reference", choices=("paper", "reference"), help="SGLD step per sample: reference (the default's) or paper (see the module)")
+    parser.add_argument("--device", default="cpu", help="where TabEBM samples (cpu, cuda); the classifiers always run on the CPU")
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     parser.add_argument("--datasets", nargs="*", default=list(BUILTIN))
     parser.add_argument("--out", type=Path, help="JSON file for this run (default: by backbone and step)")
@@ -94,13 +96,15 @@ def main():
         full = _sklearn_frame(name)
         for n in args.sizes:
             for seed in SEEDS:
-                results.setdefault(name, {}).setdefault(n, []).append(run_one(gen, full, n, seed, args.step))
+                results.setdefault(name, {}).setdefault(n, []).append(run_one(gen, full, n, seed, args.step, args.device))
+                print(f"  {name} N={n} seed {seed} done ({time.perf_counter() - started:.0f}s)", flush=True)
             r = results[name][n]
             means = {m: np.mean([np.mean(list(x[m].values())) for x in r]) for m in METHODS}
             print(f"{name:14s} N={n:3d}  " + "  ".join(f"{m} {v:.4f}" for m, v in means.items()) + f"  ({time.perf_counter() - started:.0f}s)", flush=True)
     out = args.out or saved_path(args.backbone, args.step)
-    meta = {"backbone": args.backbone, "step": args.step, "synthetic": SYNTHETIC, "seeds": list(SEEDS), "seconds": round(time.perf_counter() - started),
-            "machine": f"{platform.machine()}, 1 thread, torch {torch.__version__}"}
+    where = "CPU" if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else args.device
+    meta = {"backbone": args.backbone, "step": args.step, "device": args.device, "synthetic": SYNTHETIC, "seeds": list(SEEDS), "seconds": round(time.perf_counter() - started),
+            "machine": f"{platform.machine()}, 1 thread, torch {torch.__version__}, sampling on {where}"}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=float))
     print(render(results, args.sizes, meta))
 
@@ -112,18 +116,22 @@ def load_runs(backbone: str, step: str) -> tuple[dict, dict] | None:
     parts = [p for p in parts if p == base or p.stem[len(base.stem):].startswith("_part")]
     if not parts:
         return None
-    results, meta = {}, {}
+    results, meta, machines = {}, {}, {}
     for part in parts:
         saved = json.loads(part.read_text())
         meta = saved["meta"]
+        machine = meta["machine"] if "sampling on" in meta["machine"] else meta["machine"] + ", sampling on CPU"
         for name, by_n in saved["results"].items():
             results.setdefault(name, {}).update({int(n): rows for n, rows in by_n.items()})
+            machines.setdefault(machine, []).append(name)
+    if len(machines) > 1:  # parts run on different machines: say which table ran where
+        meta = {**meta, "machine": "; ".join(f"{m} ({', '.join(names)})" for m, names in machines.items())}
     order = [name for name in BUILTIN if name in results]
     return {name: results[name] for name in order}, meta
 
 
-STEP_NAMES = {"paper": "paper's SGLD step", "reference": "TabEBM code's SGLD step"}
-CONFIGS = (("gp", "paper"), ("tabpfn", "paper"), ("gp", "reference"), ("tabpfn", "reference"))
+STEP_NAMES = {"reference": "TabEBM code's SGLD step (default)", "paper": "paper's printed SGLD equation (chains=1)"}
+CONFIGS = (("gp", "reference"), ("tabpfn", "reference"), ("gp", "paper"), ("tabpfn", "paper"))
 
 
 def render_all():
@@ -205,12 +213,14 @@ def _mean(rows, method, classifier=None):
 
 
 def render(results, sizes, meta) -> str:
-    step = {"paper": "paper's SGLD step", "reference": "TabEBM code's effective SGLD step"}[meta["step"]]
-    command = "benchmarks/tabular_augmentation.py" + ("" if meta["backbone"] == "gp" else f" --backbone {meta['backbone']}") + ("" if meta["step"] == "paper" else f" --step {meta['step']}")
+    step = STEP_NAMES[meta["step"]]
+    command = "benchmarks/tabular_augmentation.py" + ("" if meta["backbone"] == "gp" else f" --backbone {meta['backbone']}") + f" --step {meta['step']}"
+    if meta.get("device", "cpu") != "cpu":
+        command += f" --device {meta['device']}"
     if sizes != list(SIZES):
         command += " --sizes " + " ".join(map(str, sizes))
     lines = [
-        f"Backbone **`{meta['backbone']}`**, {step}; measured on {meta['machine']}, CPU; {meta['synthetic']} synthetic rows; "
+        f"Backbone **`{meta['backbone']}`**, {step}; measured on {meta['machine'] if 'sampling on' in meta['machine'] else meta['machine'] + ', CPU'}; {meta['synthetic']} synthetic rows; "
         f"seeds {meta['seeds'][0]}-{meta['seeds'][-1]}; `.venv/bin/python {command}`.",
         "",
         "**Mean balanced accuracy over LR, kNN, RF, MLP** (mean ± std over 5 seeds; bold: better than real only):",

@@ -33,7 +33,7 @@ def main():
         gen.fit("iris", backbone=backbone)
         table = gen.table
         for col, step in enumerate(("paper", "reference")):
-            options = {} if step == "paper" else {"sampler_options": {"step_size": 0.1 / PER_CLASS}}
+            options = {"sampler_options": {"chains": 1 if step == "paper" else PER_CLASS}}
             run = gen.generate(n=PER_CLASS * len(table.class_names), seed=0, device="cpu", **options)
             frame = table.encoder.frame(table.encoder.decode_rows(run.x.double().numpy(), [c["class"] for c in run.conditions]))
             ax = axes[row, col]

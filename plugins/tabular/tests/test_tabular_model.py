@@ -65,15 +65,28 @@ class Gaussian(torch.nn.Module):
         return (self.mu + 3.0).repeat(len(rng), 1)
 
 
-def test_one_step_is_tabebm_update():
-    """x1 = start + e0 - step grad E(start + e0) + noise z, draws from the sample's stream."""
-    model = Gaussian([1.0, -2.0], 0.7)
-    out = tabebm_sgld(model, (3, 2), {}, steps=1, rng=SampleRNG(7, [0, 1, 2]), step_size=0.1, noise_std=0.01, init_std=0.01, dtype=torch.float64)
+def _one_tabebm_step(model, step):
+    """x1 = start + e0 - step grad E(start + e0) + 0.01 z, drawn from the sample's stream."""
     rng = SampleRNG(7, [0, 1, 2])
     rng.rand(())
     x0 = model.mu + 3.0 + 0.01 * rng.randn((2,), dtype=torch.float64)
-    expected = x0 - 0.1 * (x0 - model.mu) / 0.7**2 + 0.01 * rng.randn((2,), dtype=torch.float64)
-    assert torch.allclose(out.x, expected, atol=1e-10)
+    return x0 - step * (x0 - model.mu) / 0.7**2 + 0.01 * rng.randn((2,), dtype=torch.float64)
+
+
+def test_one_step_is_tabebm_update():
+    model = Gaussian([1.0, -2.0], 0.7)
+    out = tabebm_sgld(model, (3, 2), {}, steps=1, rng=SampleRNG(7, [0, 1, 2]), step_size=0.1, noise_std=0.01, init_std=0.01, dtype=torch.float64)
+    assert torch.allclose(out.x, _one_tabebm_step(model, 0.1), atol=1e-10)
+
+
+def test_step_is_divided_by_the_models_chains_as_the_tabebm_code_averages_the_energy():
+    model = Gaussian([1.0, -2.0], 0.7)
+    model.chains = 4
+    run = lambda **o: tabebm_sgld(model, (3, 2), {}, steps=1, rng=SampleRNG(7, [0, 1, 2]), step_size=0.1, noise_std=0.01, init_std=0.01, dtype=torch.float64, **o).x  # noqa: E731
+    assert torch.allclose(run(), _one_tabebm_step(model, 0.1 / 4), atol=1e-10)
+    assert torch.allclose(run(chains=1), _one_tabebm_step(model, 0.1), atol=1e-10)  # the paper's printed equation
+    table = load_table("iris")
+    assert TabEBM(table.x, table.y, 3, key="class").chains == 500 // 3  # the paper's 500 rows over 3 classes
 
 
 def test_sgld_samples_an_analytic_gaussian():
@@ -87,10 +100,11 @@ def test_sgld_samples_an_analytic_gaussian():
     assert torch.allclose(var, torch.full((2,), 0.49 / (1 - 0.02 / (2 * 0.49)), dtype=torch.float64), rtol=0.12), var
 
 
-def test_paper_defaults_keep_samples_near_their_class(gen):
-    """At the paper's step/noise the chains stay in their class: the energy model
-    classifies its own samples back."""
-    run = gen.generate(n=60, seed=0, device="cpu")
+@pytest.mark.parametrize("chains", [None, 1])
+def test_paper_defaults_keep_samples_near_their_class(gen, chains):
+    """With the default (the TabEBM code's step) and with the paper's printed equation the
+    chains stay in their class: the energy model classifies its own samples back."""
+    run = gen.generate(n=60, seed=0, device="cpu", sampler_options={} if chains is None else {"chains": chains})
     model = gen._model
     labels = torch.tensor([c["class"] for c in run.conditions])
     assert (model.classify(run.x.double()) == labels).float().mean() > 0.9

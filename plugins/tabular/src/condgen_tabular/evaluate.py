@@ -102,10 +102,10 @@ def fidelity(synthetic: np.ndarray, reference: np.ndarray, train: np.ndarray) ->
     }
 
 
-def tabebm_rows(generator, n: int, seed: int = 0, **options) -> tuple[np.ndarray, np.ndarray]:
+def tabebm_rows(generator, n: int, seed: int = 0, device: str = "cpu", **options) -> tuple[np.ndarray, np.ndarray]:
     """``n`` synthetic rows (every class in turn) from the generator's current table, in
     its encoded space, with their class indices."""
-    run = generator.generate(n=n, seed=seed, device="cpu", **options)
+    run = generator.generate(n=n, seed=seed, device=device, **options)
     key = generator.class_key
     return run.x.double().numpy(), np.array([c[key] for c in run.conditions])
 

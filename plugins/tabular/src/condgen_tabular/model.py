@@ -32,6 +32,8 @@ SGLD_STEP_SIZE = 0.1
 SGLD_NOISE_STD = 0.01
 SGLD_STEPS = 200
 START_NOISE_STD = 0.01
+#: The paper's synthetic budget for augmentation (500 rows per split), spread over the classes.
+SYNTHETIC_BUDGET = 500
 
 
 def surrogate_negatives(dim: int, distance: float = NEGATIVE_DISTANCE, seed: int = 0) -> np.ndarray:
@@ -112,6 +114,10 @@ class TabEBM(nn.Module):
         self.register_buffer("log_prior", torch.from_numpy(np.log(counts / counts.sum())))
         self.register_buffer("negatives", torch.from_numpy(negatives))
         self.rows = [torch.from_numpy(x[y == c]) for c in range(num_classes)]
+        # The TabEBM code averages a class's energy over the chains it runs together before
+        # the gradient, so each chain moves by step / chains. Fixed at the budget's share (not
+        # at the rows asked for) so that a row depends only on its seed and index.
+        self.chains = max(1, SYNTHETIC_BUDGET // num_classes)
         self.all_rows = torch.from_numpy(x)
 
     def energies(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,9 @@ def register_samplers(register):
             name="tabebm-sgld",
             impl="condgen_tabular.sampler:tabebm_sgld",
             kinds=("energy",),
-            summary="TabEBM's SGLD: x <- x - step_size grad E + noise_std z, from real rows of the class plus N(0, init_std^2); runs the shared sgld",
+            summary="TabEBM's SGLD: x <- x - (step_size / chains) grad E + noise_std z, from real rows of the class plus N(0, init_std^2); chains=1 is the paper's printed equation; runs the shared sgld",
             paper="Margeloiu et al. 2024, TabEBM (NeurIPS, arXiv:2409.16118); Welling & Teh 2011 (SGLD)",
-            options=("step_size", "noise_std", "init_std"),
+            options=("step_size", "noise_std", "init_std", "chains"),
             needs_grad=True,
         )
     )

@@ -1,7 +1,11 @@
 """TabEBM's sampler, as a thin adapter over the shared ``sgld``.
 
-TabEBM runs x <- x - step_size grad E(x) + noise_std z (step 0.1, noise 0.01, 200 steps)
-from real rows of the class plus N(0, 0.01^2) noise. The shared sampler runs
+TabEBM runs x <- x - (step_size / chains) grad E(x) + noise_std z (step 0.1, noise 0.01,
+200 steps) from real rows of the class plus N(0, 0.01^2) noise. ``chains`` is there
+because the TabEBM code takes the gradient of the class energy averaged over the chains
+of the class; the default is the model's ``chains`` (the paper's 500 synthetic rows
+spread over the classes), ``chains=1`` is the paper's equation as printed. Below,
+step_size means the per-chain step step_size / chains. The shared sampler runs
 x <- x - (a/2) grad E' + sqrt(a) z from N(0, init_std^2); with E' = E / T,
 T = noise_std^2 / (2 step_size) and a = noise_std^2 the two updates are identical, and
 sampling the offset y = x - start (E'(y) = E(start + y) / T) gives the start near the
@@ -20,7 +24,7 @@ from condgen.samplers.langevin import sgld
 from condgen_tabular.model import SGLD_NOISE_STD, SGLD_STEP_SIZE, START_NOISE_STD
 
 
-def _start_points(model, cond, rng):
+def _base_model(model):
     inner = model
     while not hasattr(inner, "start_points") and hasattr(inner, "inner"):
         inner = inner.inner  # guidance wrappers keep the base model as .inner
@@ -28,7 +32,7 @@ def _start_points(model, cond, rng):
         from condgen import UsageError
 
         raise UsageError("sampler 'tabebm-sgld' needs a TabEBM model (start_points); use -s sgld for other energies")
-    return inner.start_points(cond, rng)
+    return inner
 
 
 class _Offset(torch.nn.Module):
@@ -45,12 +49,14 @@ class _Offset(torch.nn.Module):
         return self.model(self.start.to(y.dtype) + y, cond) / self.temperature
 
 
-def tabebm_sgld(model, shape, cond, *, steps, rng, callback=None, step_size=SGLD_STEP_SIZE, noise_std=SGLD_NOISE_STD, init_std=START_NOISE_STD, dtype=torch.float32):
+def tabebm_sgld(model, shape, cond, *, steps, rng, callback=None, step_size=SGLD_STEP_SIZE, noise_std=SGLD_NOISE_STD, init_std=START_NOISE_STD, chains=None, dtype=torch.float32):
     """SGLD with TabEBM's parameterisation and start (see the module)."""
-    step_size = positive(step_size, "step_size")
+    base = _base_model(model)
+    chains = positive(getattr(base, "chains", 1) if chains is None else chains, "chains", integer=True)
+    step_size = positive(step_size, "step_size") / chains
     noise_std = positive(noise_std, "noise_std")
     init_std = positive(init_std, "init_std")
-    start = _start_points(model, cond, rng).to(rng.device)
+    start = base.start_points(cond, rng).to(rng.device)
     temperature = noise_std**2 / (2 * step_size)
     offset = _Offset(model, start, temperature)
     result = sgld(offset, shape, cond, steps=steps, rng=rng, callback=callback, step_size=noise_std**2, init_std=init_std, dtype=dtype)

@@ -92,20 +92,25 @@ def main():
     gen.fit("iris", backbone=args.backbone)
     results: dict = {}
     started = time.perf_counter()
+    out = args.out or saved_path(args.backbone, args.step)
+    where = "CPU" if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else args.device
+    meta = {"backbone": args.backbone, "step": args.step, "device": args.device, "synthetic": SYNTHETIC, "seeds": list(SEEDS),
+            "machine": f"{platform.machine()}, 1 thread, torch {torch.__version__}, sampling on {where}"}
+
+    def save():  # after every seed, so a run cut short still leaves its finished seeds
+        meta["seconds"] = round(time.perf_counter() - started)
+        out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=float))
+
     for name in args.datasets:
         full = _sklearn_frame(name)
         for n in args.sizes:
             for seed in SEEDS:
                 results.setdefault(name, {}).setdefault(n, []).append(run_one(gen, full, n, seed, args.step, args.device))
+                save()
                 print(f"  {name} N={n} seed {seed} done ({time.perf_counter() - started:.0f}s)", flush=True)
             r = results[name][n]
             means = {m: np.mean([np.mean(list(x[m].values())) for x in r]) for m in METHODS}
             print(f"{name:14s} N={n:3d}  " + "  ".join(f"{m} {v:.4f}" for m, v in means.items()) + f"  ({time.perf_counter() - started:.0f}s)", flush=True)
-    out = args.out or saved_path(args.backbone, args.step)
-    where = "CPU" if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else args.device
-    meta = {"backbone": args.backbone, "step": args.step, "device": args.device, "synthetic": SYNTHETIC, "seeds": list(SEEDS), "seconds": round(time.perf_counter() - started),
-            "machine": f"{platform.machine()}, 1 thread, torch {torch.__version__}, sampling on {where}"}
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=float))
     print(render(results, args.sizes, meta))
 
 
@@ -166,7 +171,8 @@ def render_bar(at_50) -> str:
     rows.append(("SMOTE (baseline)", "smote", next(iter(at_50.values()))))
     for label, method, by_name in rows:
         gains = {name: _gain(by_name[name], method)[0] for name in BUILTIN if name in by_name}
-        cells = [f"{gains[name]:+.4f}" if name in gains else "not run" for name in BUILTIN]
+        seeds = {name: len(by_name[name]) for name in gains}
+        cells = [(f"{gains[name]:+.4f}" + ("" if seeds[name] == len(SEEDS) else f" ({seeds[name]} seeds)")) if name in gains else "not run" for name in BUILTIN]
         improved = sum(g > 0 for g in gains.values())
         verdict = f"{improved} of {len(gains)}" + ("" if len(gains) == len(BUILTIN) else f" run ({len(BUILTIN) - len(gains)} not run)")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")

@@ -23,6 +23,7 @@ from condgen_molecules.train import (
     bfn_loss,
     build,
     drop_conditions,
+    load_prepared,
     model_config,
     prepare,
     train,
@@ -306,3 +307,63 @@ def test_evaluate_reports_every_moses_metric(core, tiny):
     for key in ("validity", "unique@1k", "novelty", "intdiv1", "fcd_test", "qed_mae"):
         assert math.isfinite(scores[f"moses.{key}"]), key
     assert scores["moses.validity"] == 1.0  # SELFIES
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tokens") / "moses.npz"
+    data.export_tokens(path, molecules=120, length=52, progress=lambda m: None)
+    return path
+
+
+def test_exported_tokens_decode_to_the_molecules_with_their_properties(exported):
+    archive = np.load(exported, allow_pickle=False)
+    assert archive["selfies"].dtype == np.uint8 and archive["qed"].dtype == np.float16
+    for kind in ("selfies", "smiles"):
+        prepared = load_prepared(exported, kind, progress=lambda m: None)
+        tokenizer = prepared["tokenizer"]
+        assert prepared["ids"].shape == (120, 52) and tokenizer.vocab[:3] == ["<pad>", "<start>", "<end>"]
+        for row, qed, logp in list(zip(prepared["ids"], prepared["cond"]["qed"], prepared["cond"]["logp"]))[:15]:
+            mol = data.to_mol(tokenizer.decode(row.tolist()))
+            props = data.properties(mol)
+            assert qed.item() == pytest.approx(props["qed"], abs=1e-3) and logp.item() == pytest.approx(props["logp"], abs=5e-3)
+    with pytest.raises(condgen.UsageError, match="export-tokens"):
+        load_prepared(exported.with_name("absent.npz"), "selfies")
+
+
+def test_training_from_exported_tokens_imports_no_chemistry(exported, tmp_path):
+    """The accelerator path: RDKit, selfies, fcd_torch and MOSES's code are not installed there."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "class Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'rdkit', 'selfies', 'fcd_torch', 'moses'}:\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "from condgen_molecules.train import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    out = tmp_path / "w.safetensors"
+    args = ["--tokens", "smiles", "--data", str(exported), "--steps", "6", "--width", "32", "--depth", "1", "--heads", "2",
+            "--batch", "8", "--weights-dtype", "float16", "--out", str(out), "--state", str(tmp_path / "state" / "s.safetensors")]
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    weights = load_checkpoint(out)
+    assert weights.config["trained_steps"] == 6 and all(v.dtype == torch.float16 for v in weights.tensors.values())
+    assert (tmp_path / "state" / "s.safetensors").is_file() and not out.with_name(out.name + ".state.safetensors").exists()
+    run = condgen.load("molecules", "smiles").generate(n=2, weights=str(out), steps=3, seed=0)  # the loader casts fp16 back
+    assert len(run.samples) == 2
+
+
+def test_a_budget_fixes_the_step_count_and_stops_on_time(tiny, tmp_path):
+    recipe = replace(tiny["recipe"], steps=10**6)
+    messages = []
+    summary = train(recipe, tmp_path / "b.safetensors", prepared=tiny["prepared"], budget_s=10.0, progress=messages.append)
+    planned = [m for m in messages if m.startswith("budget 10 s:")]
+    assert planned, messages
+    config = load_checkpoint(tmp_path / "b.safetensors").config
+    assert summary["seconds"] < 12.0 and config["trained_steps"] == summary["steps"] > 120
+    assert config["budget_s"] == 10.0 and config["recipe"]["steps"] < 10**6  # the plan replaced the open end

@@ -214,3 +214,97 @@ def condition_properties(smiles: list[str]) -> dict[str, list[float]]:
         out["qed"].append(float(QED.qed(mol)))
         out["logp"].append(float(Crippen.MolLogP(mol)))
     return out
+
+
+# -- token export (for training where RDKit and selfies are not installed) ------------------
+
+#: Arrays of an exported token file; ``<kind>`` and ``<kind>_vocab`` for each tokeniser.
+EXPORT_KINDS = ("selfies", "smiles")
+
+
+def export_tokens(path: Path, *, molecules: int, length: int = 52, seed: int = 0, cap_bytes: int | None = None,
+                  seconds: float | None = None, progress=print) -> dict:
+    """Tokenise a random MOSES-train subset in both languages with its QED and logP into one
+    compressed .npz (uint8 ids, float16 properties, vocabularies as unicode arrays, so it loads
+    with ``allow_pickle=False``). Molecules that overflow ``length`` in either language are left
+    out. The molecules are visited in random order, so stopping early (``seconds``) or keeping
+    the prefix that fits ``cap_bytes`` still leaves a random subset."""
+    import io
+    import time
+
+    import numpy as np
+    from rdkit.Chem import QED, Crippen
+
+    from condgen_molecules.tokens import SPECIALS, Tokenizer
+
+    started = time.perf_counter()
+    smiles = moses_smiles("train", limit=molecules, seed=seed)
+    smiles = [smiles[i] for i in np.random.default_rng(seed).permutation(len(smiles))]
+    probes = {kind: Tokenizer(kind, list(SPECIALS), length) for kind in EXPORT_KINDS}
+    kept, split, qed, logp = [], {kind: [] for kind in EXPORT_KINDS}, [], []
+    for n, s in enumerate(smiles):
+        tokens = {kind: probe.split(s) for kind, probe in probes.items()}
+        if any(len(t) + 2 > length for t in tokens.values()):
+            continue
+        mol = to_mol(s)
+        kept.append(s)
+        for kind in EXPORT_KINDS:
+            split[kind].append(tokens[kind])
+        qed.append(QED.qed(mol))
+        logp.append(Crippen.MolLogP(mol))
+        if (n + 1) % 10_000 == 0:
+            progress(f"{len(kept)} of {n + 1} molecules tokenised with properties ({time.perf_counter() - started:.0f} s)")
+        if seconds is not None and time.perf_counter() - started > seconds:
+            progress(f"time is up after {n + 1} molecules")
+            break
+    arrays = {"qed": np.array(qed, dtype=np.float16), "logp": np.array(logp, dtype=np.float16)}
+    for kind in EXPORT_KINDS:
+        vocab = sorted({t for tokens in split[kind] for t in tokens})
+        tokenizer = Tokenizer(kind, list(SPECIALS) + vocab, length)
+        if tokenizer.size > 256:
+            raise ValueError(f"{kind} vocabulary of {tokenizer.size} does not fit uint8 ids")
+        arrays[kind] = np.array([tokenizer.encode(s, t) for s, t in zip(kept, split[kind])], dtype=np.uint8)
+        arrays[f"{kind}_vocab"] = np.array(tokenizer.vocab)
+
+    def packed(count: int) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{k: (v if k.endswith("_vocab") else v[:count]) for k, v in arrays.items()})
+        return buffer.getvalue()
+
+    count = len(kept)
+    blob = packed(count)
+    if cap_bytes is not None and len(blob) > cap_bytes:
+        # Size grows about linearly with the count: shrink proportionally, then step down.
+        count = int(count * cap_bytes / len(blob) * 0.995)
+        blob = packed(count)
+        while len(blob) > cap_bytes:
+            count = int(count * 0.99)
+            blob = packed(count)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+    summary = {"path": str(path), "molecules": count, "bytes": len(blob), "seconds": round(time.perf_counter() - started, 1)}
+    progress(f"wrote {summary}")
+    return summary
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Export MOSES-train tokens and conditions to a .npz")
+    sub = parser.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export-tokens", help=export_tokens.__doc__.splitlines()[0])
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--molecules", type=int, default=300_000)
+    export.add_argument("--length", type=int, default=52)
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--cap-mb", type=float, help="largest file size; the random prefix that fits is kept")
+    export.add_argument("--seconds", type=float, help="stop tokenising after this long and export what is done")
+    args = parser.parse_args(argv)
+    cap = int(args.cap_mb * 1_000_000) if args.cap_mb else None
+    export_tokens(args.out, molecules=args.molecules, length=args.length, seed=args.seed, cap_bytes=cap,
+                  seconds=args.seconds, progress=lambda m: print(m, flush=True))
+
+
+if __name__ == "__main__":
+    main()

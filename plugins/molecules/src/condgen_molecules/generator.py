@@ -85,12 +85,14 @@ class MoleculesGenerator(condgen.Generator):
         return [path]
 
     def train(self, *, dataset, out, steps, seed, resume, device, progress):
+        from condgen.execution import resolve_device
+
         from condgen_molecules.train import recipe_for, train
 
         if dataset not in (None, "moses"):
             raise condgen.UsageError(f"{self.name} trains on the MOSES train split only (--dataset moses), not {dataset!r}")
-        # The recipe is sized for (and runs on) the CPU, whatever --device says.
-        return train(recipe_for(self.tokens), Path(out), steps=steps, seed=seed, resume=resume, progress=progress or print)
+        return train(recipe_for(self.tokens), Path(out), steps=steps, seed=seed, resume=resume, progress=progress or print,
+                     device=str(resolve_device(device or "auto")))
 
 
 class MoleculesSmilesGenerator(MoleculesGenerator):

@@ -10,9 +10,20 @@ probability ``drop_all`` both properties are replaced by the null (the unconditi
 model CFG needs); otherwise each is dropped with ``drop_each``, so a request that names
 only one property (``-c qed=0.9``) is in distribution too.
 
-All randomness comes from one ``torch.Generator`` seeded by ``--seed``. The EMA weights
-go to ``out`` (what the generator loads); the raw weights, AdamW moments, step and
-generator state go to ``<out>.state.safetensors`` so ``--resume`` continues exactly.
+All randomness comes from one ``torch.Generator`` seeded by ``--seed`` (on the training
+device). The EMA weights go to ``out`` (what the generator loads); the raw weights, AdamW
+moments, step and generator state go to ``--state`` (default ``<out>.state.safetensors``)
+so ``--resume`` continues exactly.
+
+On an accelerator, without RDKit or selfies installed (``data.export_tokens`` made the
+token file where they are):
+
+    python -m condgen_molecules.train --tokens selfies --data moses-train.npz --device cuda \
+        --budget-s 420 --width 192 --depth 6 --heads 6 --batch 512 --out molecules.safetensors
+
+``--budget-s`` fixes the step count from the measured speed of the first steps, so the
+cosine schedule ends when the wall-clock budget does; weights are also saved every
+``save_seconds``, so a run killed early still leaves its latest EMA weights.
 """
 
 from __future__ import annotations
@@ -54,7 +65,9 @@ class Recipe:
     drop_all: float = 0.15
     drop_each: float = 0.25
     save_every: int = 250
+    save_seconds: float = 60.0  # also save this often (wall clock), for runs that may be killed
     seed_data: int = 0
+    weights_dtype: str = "float32"  # "float16" halves the file; the loader casts back
 
 
 RECIPES = {
@@ -82,6 +95,22 @@ def prepare(recipe: Recipe, progress=print) -> dict:
     return {"ids": ids, "cond": cond, "tokenizer": tokenizer}
 
 
+def load_prepared(path: Path, tokens: str, progress=print) -> dict:
+    """What ``prepare`` returns, read from a ``data.export_tokens`` file (no RDKit/selfies)."""
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise condgen.UsageError(f"{path} is missing; make it with `python -m condgen_molecules.data export-tokens --out {path}`")
+    with np.load(path, allow_pickle=False) as archive:
+        if tokens not in archive.files:
+            raise condgen.UsageError(f"{path} holds no {tokens} tokens; re-export it with `python -m condgen_molecules.data export-tokens`")
+        ids = torch.from_numpy(archive[tokens].astype(np.int64))
+        tokenizer = Tokenizer(tokens, [str(v) for v in archive[f"{tokens}_vocab"]], ids.shape[1])
+        cond = {k: torch.from_numpy(archive[k].astype(np.float32)) for k in CONDITIONS}
+    progress(f"data: {len(ids)} exported MOSES train molecules from {path}, {ids.shape[1]} {tokens} positions; vocabulary {tokenizer.size}")
+    return {"ids": ids, "cond": cond, "tokenizer": tokenizer}
+
+
 def model_config(recipe: Recipe, tokenizer: Tokenizer, cond: dict) -> dict:
     return {
         "model": "chembfn",
@@ -104,18 +133,19 @@ def build(config: dict) -> ChemBFN:
 
 
 def drop_conditions(cond: dict, recipe: Recipe, generator: torch.Generator) -> dict:
-    batch = next(iter(cond.values())).shape[0]
-    drop_all = torch.rand(batch, generator=generator) < recipe.drop_all
+    values = next(iter(cond.values()))
+    batch, device = values.shape[0], values.device
+    drop_all = torch.rand(batch, generator=generator, device=device) < recipe.drop_all
     out = {}
     for key, values in cond.items():
-        dropped = drop_all | (torch.rand(batch, generator=generator) < recipe.drop_each)
+        dropped = drop_all | (torch.rand(batch, generator=generator, device=device) < recipe.drop_each)
         out[key] = torch.where(dropped, torch.full_like(values, math.nan), values)
     return out
 
 
 def bfn_loss(model: ChemBFN, ids: torch.Tensor, cond: dict, generator: torch.Generator) -> torch.Tensor:
     """Mean L_inf of a batch at random times."""
-    t = torch.rand(ids.shape[0], generator=generator)
+    t = torch.rand(ids.shape[0], generator=generator, device=ids.device)
     theta = sender_theta(ids, t, model.beta1, model.num_classes, generator, model.accuracy_schedule)
     return continuous_loss(model(theta, t, cond), ids, t, model.beta1, model.accuracy_schedule).mean()
 
@@ -132,18 +162,20 @@ def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".state.safetensors")
 
 
-def _save(out, recipe, config, model, ema, optimizer, step, generator, losses):
-    save_checkpoint(out, ema.state_dict(), {**config, "trained_steps": step, "final_loss": losses[-1] if losses else None}, recipe.generator)
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+def _save(out, state_path, recipe, config, model, ema, optimizer, step, generator, losses):
+    dtype = getattr(torch, recipe.weights_dtype)
+    weights = {k: v.detach().to("cpu", dtype) for k, v in ema.state_dict().items()}
+    save_checkpoint(out, weights, {**config, "trained_steps": step, "final_loss": losses[-1] if losses else None}, recipe.generator)
+    state = {f"model.{k}": v.cpu() for k, v in model.state_dict().items()}
     for i, group in optimizer.state_dict()["state"].items():
         for name, value in group.items():
-            state[f"adam.{i}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            state[f"adam.{i}.{name}"] = value.cpu() if torch.is_tensor(value) else torch.tensor(value)
     state["rng"] = generator.get_state()
-    save_checkpoint(_state_path(out), state, {"step": step, "losses": losses}, recipe.generator + ".state")
+    save_checkpoint(state_path, state, {"step": step, "losses": losses, "planned_steps": recipe.steps}, recipe.generator + ".state")
 
 
-def _restore(out, model, ema, optimizer, generator) -> tuple[int, list]:
-    state = load_checkpoint(_state_path(out))
+def _restore(out, state_path, model, ema, optimizer, generator) -> tuple[int, list]:
+    state = load_checkpoint(state_path)
     model.load_state_dict({k[6:]: v for k, v in state.tensors.items() if k.startswith("model.")})
     ema.load_state_dict(load_checkpoint(out).tensors)
     optimizer_state = optimizer.state_dict()
@@ -154,26 +186,59 @@ def _restore(out, model, ema, optimizer, generator) -> tuple[int, list]:
     return int(state.config["step"]), list(state.config["losses"])
 
 
-def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, progress=print, prepared: dict | None = None) -> dict:
+#: Steps timed (after the first few, which carry start-up costs) to size a --budget-s run.
+CALIBRATION = (20, 120)
+
+
+def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, progress=print,
+          prepared: dict | None = None, device: str = "cpu", budget_s: float | None = None, state: Path | None = None) -> dict:
     torch.set_num_threads(1)  # the machine is shared; one core per training run
     recipe = replace(recipe, steps=steps) if steps else recipe
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    state_path = Path(state) if state else _state_path(out)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
     prepared = prepared or prepare(recipe, progress)
-    ids, cond, tokenizer = prepared["ids"], prepared["cond"], prepared["tokenizer"]
-    config = model_config(recipe, tokenizer, cond)
+    ids, cond, tokenizer = prepared["ids"].to(device), {k: v.to(device) for k, v in prepared["cond"].items()}, prepared["tokenizer"]
+    recipe = replace(recipe, molecules=len(ids))
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    config = model_config(recipe, tokenizer, prepared["cond"])
     torch.manual_seed(seed)
-    model = build(config)
+    model = build(config).to(device)
     ema = copy.deepcopy(model).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
     step, losses = 0, []
-    if resume and _state_path(out).is_file():
-        step, losses = _restore(out, model, ema, optimizer, generator)
+    if resume and state_path.is_file():
+        step, losses = _restore(out, state_path, model, ema, optimizer, generator)
         progress(f"resumed at step {step}")
-    started, window = time.perf_counter(), []
+    if budget_s is not None:
+        # Until the speed is measured, the plan is open-ended; the warm-up must outlast the
+        # calibration so that no learning rate used before it depends on the plan.
+        recipe = replace(recipe, steps=10**9, warmup=max(recipe.warmup, step + CALIBRATION[1]))
+        config.update(recipe=asdict(recipe), budget_s=budget_s, device=device)
+    first_step = step
+    started, window, last_save, calibration_start = time.perf_counter(), [], time.perf_counter(), None
     while step < recipe.steps:
-        pick = torch.randint(len(ids), (recipe.batch,), generator=generator)
+        if budget_s is not None:
+            elapsed = time.perf_counter() - started
+            if step - first_step == CALIBRATION[0]:
+                calibration_start = (time.perf_counter(), step)
+            elif step - first_step >= CALIBRATION[1] and (step - first_step) % 500 == CALIBRATION[1] % 500 and calibration_start is not None:
+                # Re-planned every 500 steps from the mean speed so far: a shared device may slow
+                # down; 2% is kept in hand so the schedule, not the clock, ends the run.
+                per_step = (time.perf_counter() - calibration_start[0]) / (step - calibration_start[1])
+                planned = max(step + 1, step + int(0.98 * (budget_s - elapsed) / per_step))
+                if abs(planned - recipe.steps) > 0.01 * planned:
+                    recipe = replace(recipe, steps=planned)
+                    config["recipe"] = asdict(recipe)
+                    progress(f"budget {budget_s:.0f} s: {per_step * 1000:.1f} ms/step -> {recipe.steps} steps")
+            if elapsed >= budget_s:  # slower than calibrated (a shared device): stop on time anyway
+                progress(f"budget spent at step {step} of {recipe.steps}")
+                break
+        pick = torch.randint(len(ids), (recipe.batch,), generator=generator, device=device)
         batch_cond = drop_conditions({k: v[pick] for k, v in cond.items()}, recipe, generator)
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(recipe, step)
@@ -186,17 +251,23 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
             for e, p in zip(ema.parameters(), model.parameters()):
                 e.lerp_(p, 1 - recipe.ema)
         step += 1
-        window.append(loss.item())
+        window.append(loss.detach())  # no .item() per step: it would stall an accelerator
         if step % 10 == 0 or step == recipe.steps:  # the loss curve: means over 10 steps
-            losses.append(sum(window) / len(window))
+            losses.append(torch.stack(window).mean().item())
             window = []
         if step % 50 == 0 or step == recipe.steps:
             progress(f"step {step}/{recipe.steps} loss {losses[-1]:.3f} ({time.perf_counter() - started:.0f} s)")
-        if step % recipe.save_every == 0 or step == recipe.steps:
-            _save(out, recipe, config, model, ema, optimizer, step, generator, losses)
+        if step % recipe.save_every == 0 or step == recipe.steps or time.perf_counter() - last_save >= recipe.save_seconds:
+            _save(out, state_path, recipe, config, model, ema, optimizer, step, generator, losses)
+            last_save = time.perf_counter()
             progress(f"saved step {step}")
+    if step < recipe.steps:  # stopped by the budget: keep what was trained
+        if window:
+            losses.append(torch.stack(window).mean().item())
+        _save(out, state_path, recipe, config, model, ema, optimizer, step, generator, losses)
+        progress(f"saved step {step}")
     return {"path": str(out), "steps": step, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-            "molecules": len(ids), "seconds": round(time.perf_counter() - started, 1)}
+            "molecules": len(ids), "seconds": round(time.perf_counter() - started, 1), "device": device}
 
 
 def main(argv=None):
@@ -206,8 +277,21 @@ def main(argv=None):
     parser.add_argument("--steps", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--data", type=Path, help="a token file from `python -m condgen_molecules.data export-tokens` (no RDKit needed)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--budget-s", type=float, help="wall-clock training budget; sets the step count from the measured speed")
+    parser.add_argument("--state", type=Path, help="training-state file (default: <out>.state.safetensors)")
+    for field in ("width", "depth", "heads", "batch", "warmup", "save_every"):
+        parser.add_argument(f"--{field.replace('_', '-')}", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--weights-dtype", choices=("float32", "float16"))
     args = parser.parse_args(argv)
-    summary = train(recipe_for(args.tokens), args.out, steps=args.steps, seed=args.seed, resume=args.resume, progress=lambda m: print(m, flush=True))
+    overrides = {k: getattr(args, k) for k in ("width", "depth", "heads", "batch", "warmup", "save_every", "lr", "weights_dtype") if getattr(args, k) is not None}
+    recipe = replace(recipe_for(args.tokens), **overrides)
+    say = lambda m: print(m, flush=True)  # noqa: E731
+    prepared = load_prepared(args.data, args.tokens, say) if args.data else None
+    summary = train(recipe, args.out, steps=args.steps, seed=args.seed, resume=args.resume, progress=say, prepared=prepared,
+                    device=args.device, budget_s=args.budget_s, state=args.state)
     print(json.dumps(summary))
 
 

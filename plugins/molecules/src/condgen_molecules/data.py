@@ -244,14 +244,13 @@ def export_tokens(path: Path, *, molecules: int, length: int = 52, seed: int = 0
     kept, split, qed, logp = [], {kind: [] for kind in EXPORT_KINDS}, [], []
     for n, s in enumerate(smiles):
         tokens = {kind: probe.split(s) for kind, probe in probes.items()}
-        if any(len(t) + 2 > length for t in tokens.values()):
-            continue
-        mol = to_mol(s)
-        kept.append(s)
-        for kind in EXPORT_KINDS:
-            split[kind].append(tokens[kind])
-        qed.append(QED.qed(mol))
-        logp.append(Crippen.MolLogP(mol))
+        if all(len(t) + 2 <= length for t in tokens.values()):
+            mol = to_mol(s)
+            kept.append(s)
+            for kind in EXPORT_KINDS:
+                split[kind].append(tokens[kind])
+            qed.append(QED.qed(mol))
+            logp.append(Crippen.MolLogP(mol))
         if (n + 1) % 10_000 == 0:
             progress(f"{len(kept)} of {n + 1} molecules tokenised with properties ({time.perf_counter() - started:.0f} s)")
         if seconds is not None and time.perf_counter() - started > seconds:

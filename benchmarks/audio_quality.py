@@ -57,7 +57,7 @@ def cascade_mels(n: int, gl_clips: int, seed: int = 0) -> dict:
 
     gen = condgen.load("audio")
     session = Session(gen, condition={"digit": [i % 10 for i in range(n)]}, seed=seed)
-    mels = torch.cat([torch.stack(session.sample(b).samples) for b in session.plan(range(n), 100)])
+    mels = torch.cat([torch.stack(session.sample(b).samples) for b in session.plan(range(n), 100)]).cpu()
     requested = np.array([i % 10 for i in range(n)])
     with torch.no_grad():
         predicted = evaluate.load_classifier()(mels).argmax(1).numpy()
@@ -67,13 +67,14 @@ def cascade_mels(n: int, gl_clips: int, seed: int = 0) -> dict:
             "griffin_lim_accuracy": float((gl_predicted == requested[:gl_clips]).mean())}
 
 
-def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: int = 0) -> dict:
+def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: int = 0, device: str = "cpu") -> dict:
     test = data.load_split("test")
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(test["wave"]), size=clips, replace=False))
     truth = torch.from_numpy(test["wave"][index])
     mel = data.log_mel(truth)
     model, _ = AudioVocoderGenerator().load_model()
+    model = model.to(device)
     out = {"clips": int(clips), "voices": list(data.TEST_VOICES)}
     for steps in steps_list:
         count = clips if steps <= 6 or clips50 is None else min(clips, clips50)
@@ -82,9 +83,9 @@ def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: in
             ids = list(range(start, min(count, start + 10)))
             t0 = time.perf_counter()
             with torch.inference_mode():
-                result = vocode(model, mel[ids], condgen.SampleRNG(seed, ids), steps)
+                result = vocode(model, mel[ids].to(device), condgen.SampleRNG(seed, ids, device), steps)
+            waves.append(result.x[:, 0, : data.CLIP].float().cpu())
             seconds += time.perf_counter() - t0
-            waves.append(result.x[:, 0, : data.CLIP])
         est = torch.cat(waves)
         out[f"diffwave_{steps}"] = {
             "clips": count,
@@ -168,11 +169,13 @@ def main() -> None:
     parser.add_argument("--wave-n", type=int, default=100)
     parser.add_argument("--snapshots", nargs="*", default=[], help="audio-wave checkpoints (name ...stepN.safetensors)")
     parser.add_argument("--write", action="store_true", help="write benchmarks/audio_<part>.json and the pictures")
+    parser.add_argument("--device", default="cpu", help="where the vocoder comparison runs (generation picks CUDA when present)")
+    parser.add_argument("--machine", default="2 shared CPU cores, torch.set_num_threads(1)", help="recorded with the figures")
     args = parser.parse_args()
     torch.set_num_threads(1)
     parts = set(args.parts.split(","))
     PICTURES.mkdir(parents=True, exist_ok=True)
-    machine = "2 shared CPU cores (4 jobs at once), torch.set_num_threads(1)"
+    machine = args.machine
 
     def save(part: str, result: dict) -> None:
         print(json.dumps(result, indent=1, default=float), flush=True)
@@ -180,7 +183,7 @@ def main() -> None:
             (RESULTS.parent / f"audio_{part}.json").write_text(json.dumps({**result, "machine": machine}, indent=1, default=float) + "\n")
 
     if "vocoder" in parts:
-        result = vocoder(args.clips, clips50=args.clips50)
+        result = vocoder(args.clips, clips50=args.clips50, device=args.device)
         if args.write:
             plot_examples(result, PICTURES / "vocoder_vs_griffin_lim.png")
         save("vocoder", {k: v for k, v in result.items() if k != "examples"})

@@ -115,15 +115,26 @@ def step_embedding(steps: torch.Tensor, dim: int = 128) -> torch.Tensor:
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
 
-class StepEmbedding(nn.Module):
-    """128-d sinusoidal -> FC -> swish -> FC -> swish (shared by every layer)."""
+def time_embedding(t: torch.Tensor, dim: int = 128) -> torch.Tensor:
+    """Sinusoidal embedding of continuous t in [0, 1] (as 1000 t, periods up to 10^4, as DDPM):
+    DiffWave's frequencies reach 10^4 rad per step, which alias into noise between integer steps."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
-    def __init__(self, hidden: int = 512):
+
+class StepEmbedding(nn.Module):
+    """128-d sinusoidal -> FC -> swish -> FC -> swish (shared by every layer); of DiffWave's
+    integer steps, or with ``continuous`` of t in [0, 1]."""
+
+    def __init__(self, hidden: int = 512, continuous: bool = False):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(128, hidden), nn.Linear(hidden, hidden)
+        self.embed = time_embedding if continuous else step_embedding
 
     def forward(self, steps):
-        return F.silu(self.fc2(F.silu(self.fc1(step_embedding(steps)))))
+        return F.silu(self.fc2(F.silu(self.fc1(self.embed(steps)))))
 
 
 class MelUpsampler(nn.Module):
@@ -248,7 +259,7 @@ class MelDenoiser(nn.Module):
         self.num_classes = num_classes
         self.sample_shape = (mels, frames)
         self.inp = nn.Conv1d(mels, channels, 3, padding=1)
-        self.step = StepEmbedding(hidden)
+        self.step = StepEmbedding(hidden, continuous=True)
         self.labels = nn.Embedding(num_classes + 1, hidden)
         self.layers = nn.ModuleList(ResidualLayer(channels, 2 ** (i % cycle), hidden) for i in range(layers))
         self.skip = nn.Conv1d(channels, channels, 1)
@@ -260,8 +271,7 @@ class MelDenoiser(nn.Module):
         dtype = x.dtype
         x = x.float()
         batch = x.shape[0]
-        # t in [0, 1] as a step of a 50-step chain: the magnitudes DiffWave's embedding expects
-        steps = t.to(x.device).float().expand(batch) * T_STEPS
+        steps = t.to(x.device).float().expand(batch)
         label = cond["digit"].to(x.device).long().reshape(batch)
         label = torch.where(label < 0, torch.full_like(label, self.num_classes), label)
         emb = self.step(steps) + self.labels(label)

@@ -52,9 +52,9 @@ class Recipe:
 
 
 RECIPES = {
-    "vocoder": Recipe("audio-vocoder", "vocoder", dict(channels=16, layers=10, cycle=5), steps=1500, batch=8, lr=1e-3),
-    "wave": Recipe("audio-wave", "wave", dict(channels=16, layers=10, cycle=10), steps=300, batch=4, lr=1e-3),
-    "mel": Recipe("audio-mel", "mel", dict(channels=96, layers=8, cycle=4), steps=3000, batch=32, lr=1e-3),
+    "vocoder": Recipe("audio-vocoder", "vocoder", dict(channels=64, layers=20, cycle=10), steps=200_000, batch=32, lr=5e-4),
+    "wave": Recipe("audio-wave", "wave", dict(channels=64, layers=30, cycle=10), steps=200_000, batch=16, lr=5e-4),
+    "mel": Recipe("audio-mel", "mel", dict(channels=128, layers=16, cycle=4), steps=200_000, batch=128, lr=5e-4),
 }
 
 
@@ -110,7 +110,7 @@ def build(config: dict):
 
 def normalise_mel(mel: torch.Tensor, stats: dict) -> torch.Tensor:
     mean, std = torch.tensor(stats["mean"])[:, None], torch.tensor(stats["std"])[:, None]
-    return (mel - mean) / std
+    return (mel - mean.to(mel.device)) / std.to(mel.device)
 
 
 def denormalise_mel(x: torch.Tensor, stats: dict) -> torch.Tensor:
@@ -122,22 +122,24 @@ def denormalise_mel(x: torch.Tensor, stats: dict) -> torch.Tensor:
 
 
 def diffwave_loss(model: DiffWave, x0: torch.Tensor, cond: dict, gen: torch.Generator) -> torch.Tensor:
-    """Algorithm 1 of the paper: s ~ U{1..T}, L2 between eps and eps_theta."""
+    """Algorithm 1 of the paper: s ~ U{1..T}, L2 between eps and eps_theta.
+
+    ``gen`` lives on ``x0``'s device (noise is drawn where the model runs)."""
     path = model.path
-    s = torch.randint(1, path.train_steps + 1, (x0.shape[0],), generator=gen)
-    alpha = torch.as_tensor(path.knots, dtype=torch.float32)[s][:, None, None]
-    eps = torch.randn(x0.shape, generator=gen)
+    s = torch.randint(1, path.train_steps + 1, (x0.shape[0],), generator=gen, device=x0.device)
+    alpha = torch.as_tensor(path.knots, dtype=torch.float32, device=x0.device)[s][:, None, None]
+    eps = torch.randn(x0.shape, generator=gen, device=x0.device)
     x_s = alpha * x0 + torch.sqrt(1 - alpha**2) * eps
-    return F.mse_loss(model(x_s, s.float() / path.train_steps, cond), eps)
+    return F.mse_loss(model(x_s, s.float() / path.train_steps, cond).float(), eps)
 
 
 def mel_loss(model: MelDenoiser, x0: torch.Tensor, cond: dict, gen: torch.Generator) -> torch.Tensor:
     """v-prediction L2 on the VP path, t ~ U[t_min, 1]."""
-    t = T_MIN + (1 - T_MIN) * torch.rand(x0.shape[0], generator=gen)
-    eps = torch.randn(x0.shape, generator=gen)
+    t = T_MIN + (1 - T_MIN) * torch.rand(x0.shape[0], generator=gen, device=x0.device)
+    eps = torch.randn(x0.shape, generator=gen, device=x0.device)
     alpha, sigma = model.path.alpha(t)[:, None, None].float(), model.path.sigma(t)[:, None, None].float()
     target = eps if model.prediction == "eps" else alpha * eps - sigma * x0
-    return F.mse_loss(model(alpha * x0 + sigma * eps, t, cond), target)
+    return F.mse_loss(model(alpha * x0 + sigma * eps, t, cond).float(), target)
 
 
 def drop_labels(label: torch.Tensor, rate: float, gen: torch.Generator) -> torch.Tensor:
@@ -145,16 +147,22 @@ def drop_labels(label: torch.Tensor, rate: float, gen: torch.Generator) -> torch
 
 
 def batch_for(recipe: Recipe, config: dict, dataset: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """(x0, cond) of one training batch."""
+    """(x0, cond) of one training batch, on the dataset's device; indices come from ``gen`` (CPU)."""
     index = torch.randint(dataset["wave"].shape[0], (recipe.batch,), generator=gen)
     if recipe.model == "vocoder":
-        frames = dataset["mel"].shape[-1]
+        frames, hop = dataset["mel"].shape[-1], config["mel"]["hop"]
         start = torch.randint(0, frames - recipe.crop + 1, (recipe.batch,), generator=gen)
-        mel = torch.stack([dataset["mel"][i, :, s:s + recipe.crop] for i, s in zip(index.tolist(), start.tolist())])
-        hop = config["mel"]["hop"]
-        wave = torch.stack([dataset["wave"][i, s * hop:(s + recipe.crop) * hop] for i, s in zip(index.tolist(), start.tolist())])
+        device = dataset["mel"].device
+        index, start = index.to(device), start.to(device)
+        # one gather per tensor: crop b covers frames start_b .. start_b + crop
+        frame = start[:, None] + torch.arange(recipe.crop, device=device)
+        mel = dataset["mel"][index[:, None, None], torch.arange(dataset["mel"].shape[1], device=device)[None, :, None], frame[:, None, :]]
+        sample = start[:, None] * hop + torch.arange(recipe.crop * hop, device=device)
+        wave = dataset["wave"][index[:, None], sample]
         return wave[:, None], {"mel": mel}
     label = drop_labels(dataset["label"][index], recipe.drop, gen)
+    index = index.to(dataset["wave"].device)
+    label = label.to(dataset["wave"].device)
     if recipe.model == "wave":
         return dataset["wave"][index, None, :data.CLIP], {"digit": label}
     return normalise_mel(dataset["mel"][index], config["stats"]), {"digit": label}
@@ -163,8 +171,9 @@ def batch_for(recipe: Recipe, config: dict, dataset: dict, gen: torch.Generator)
 # -- the loop --------------------------------------------------------------------------------
 
 
-def state_path(out: Path) -> Path:
-    return out.with_name(out.name.removesuffix(".safetensors") + ".state.safetensors")
+def state_path(out: Path, directory: Path | None = None) -> Path:
+    name = out.name.removesuffix(".safetensors") + ".state.safetensors"
+    return (Path(directory) if directory else out.parent) / name
 
 
 def lr_at(step: int, recipe: Recipe, total: int) -> float:
@@ -175,20 +184,21 @@ def lr_at(step: int, recipe: Recipe, total: int) -> float:
     return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _save(out: Path, model, ema, opt, step: int, gen, config: dict, generator: str, summary: dict) -> str:
+def _save(out: Path, state_file: Path, model, ema, opt, step: int, gens: dict, config: dict, generator: str, summary: dict) -> str:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for index, state in opt.state_dict()["state"].items():
         for name, value in state.items():
             tensors[f"opt.{index}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    tensors["step"], tensors["rng"] = torch.tensor(step), gen.get_state()
-    save_checkpoint(state_path(out), tensors, {**config, "summary": summary}, generator=f"{generator}:train-state")
+    tensors["step"] = torch.tensor(step)
+    tensors.update({f"rng.{name}": g.get_state() for name, g in gens.items()})
+    save_checkpoint(state_file, tensors, {**config, "summary": summary}, generator=f"{generator}:train-state")
     return save_checkpoint(out, ema.state_dict(), {**config, "trained": summary}, generator=generator)
 
 
-def _resume(out: Path, model, ema, opt, gen, generator: str) -> tuple[int, dict]:
-    if not out.is_file() or not state_path(out).is_file():
+def _resume(out: Path, state_file: Path, model, ema, opt, gens: dict, generator: str) -> tuple[int, dict]:
+    if not out.is_file() or not state_file.is_file():
         raise condgen.UsageError(f"--resume: no checkpoint and training state at {out}; train without --resume first")
-    state = load_checkpoint(state_path(out), generator=f"{generator}:train-state")
+    state = load_checkpoint(state_file, generator=f"{generator}:train-state")
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.tensors.items() if k.startswith("model.")})
     ema.load_state_dict(load_checkpoint(out, generator=generator).tensors)
     opt_state = opt.state_dict()
@@ -198,62 +208,104 @@ def _resume(out: Path, model, ema, opt, gen, generator: str) -> tuple[int, dict]
             _, index, name = key.split(".", 2)
             opt_state["state"].setdefault(int(index), {})[name] = value
     opt.load_state_dict(opt_state)
-    gen.set_state(state.tensors["rng"])
+    for name, g in gens.items():
+        if f"rng.{name}" not in state.tensors:
+            raise condgen.UsageError(f"--resume: {state_file} was written by another device's run; train without --resume")
+        g.set_state(state.tensors[f"rng.{name}"])
     return int(state.tensors["step"]), state.config.get("summary", {})
 
 
 def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, device: str = "cpu",
           progress: Callable | None = None, arch: dict | None = None, train_data: dict | None = None,
-          snapshots: tuple[int, ...] = ()) -> dict:
-    """Train ``recipe`` into ``out``; ``snapshots``: steps at which a copy of the EMA weights
-    is kept as ``<out>.step<N>.safetensors`` (for learning curves)."""
+          snapshots: tuple[int, ...] = (), budget_s: float | None = None, state_dir: Path | None = None,
+          snapshot_dir: Path | None = None, snapshot_fractions: tuple[float, ...] = ()) -> dict:
+    """Train ``recipe`` into ``out``.
+
+    ``snapshots``: steps at which a copy of the EMA weights is kept as
+    ``<out>.step<N>.safetensors`` (learning curves; in ``snapshot_dir`` if given).
+    ``budget_s``: a wall-clock budget; the step count is fixed after a calibration
+    window so that the cosine schedule ends with the budget (then ``steps`` is an upper
+    bound), and ``snapshot_fractions`` places snapshots at those fractions of it.
+    On CUDA the data lives on the GPU, noise comes from a CUDA generator and the direct
+    waveform model runs under bf16 autocast (the loss in float32).
+    """
     out = Path(out)
     total = steps or recipe.steps
     if recipe.batch <= 0 or total <= 0:
         raise condgen.UsageError("steps and batch size must be positive")
+    device = torch.device(device)
     dataset = train_data or training_data("train")
     config = model_config(recipe, dataset, **(arch or {}))
+    dataset = {k: v.to(device) for k, v in dataset.items()}
     torch.manual_seed(seed)
     model = build(config).to(device)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     gen = torch.Generator().manual_seed(seed)
+    # on the CPU one generator draws indices and noise (as before); elsewhere noise is drawn on the device
+    noise = gen if device.type == "cpu" else torch.Generator(device).manual_seed(seed + 1)
+    gens = {"data": gen} if noise is gen else {"data": gen, "noise": noise}
+    state_file = state_path(out, state_dir)
     start, summary = 0, {}
     if resume:
-        start, summary = _resume(out, model, ema, opt, gen, recipe.generator)
+        start, summary = _resume(out, state_file, model, ema, opt, gens, recipe.generator)
         if start >= total:
             raise condgen.UsageError(f"--resume: {out} has already trained {start} steps (asked for {total}); pass a larger --steps")
     loss_fn = mel_loss if recipe.model == "mel" else diffwave_loss
+    # bf16 only for the direct waveform model, the largest; the vocoder stays in float32 (TF32
+    # matmuls), since its last, quietest steps must predict eps to better than bf16's 0.4%
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and recipe.model == "wave")
     losses, block = list(summary.get("loss_curve", [])), []
-    started = time.perf_counter()
+    started = run_started = last_save = time.perf_counter()
+    # speed is measured over steps 20..120 of the run (the first ones pay for cuDNN's autotuning)
+    calibrate_from, calibrate, calibrate_started = start + 20, start + 120, None
+    snapshot_times = sorted(f * budget_s for f in snapshot_fractions) if budget_s else []
+    snapshot_dir = Path(snapshot_dir) if snapshot_dir else out.parent
     sha = None
     model.train()
-    for step in range(start, total):
+    step = start
+    while step < total:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe, total)
         x0, cond = batch_for(recipe, config, dataset, gen)
-        loss = loss_fn(model, x0.to(device), {k: v.to(device) for k, v in cond.items()}, gen)
+        with autocast:
+            loss = loss_fn(model, x0, cond, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         decay = min(recipe.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - decay)
-        block.append(float(loss.detach()))
-        if len(block) == 50 or step == total - 1:
-            losses.append(sum(block) / len(block))
+            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        block.append(loss.detach())
+        step += 1
+        elapsed = time.perf_counter() - run_started
+        if budget_s and step == calibrate_from:
+            calibrate_started = time.perf_counter()
+        if budget_s and step == calibrate and calibrate_started is not None:
+            # the schedule's length: what the rest of the budget affords at the measured speed
+            rate = (calibrate - calibrate_from) / (time.perf_counter() - calibrate_started)
+            total = min(total, max(step + 1, step + int(rate * (budget_s - elapsed))))
+        out_of_time = bool(budget_s) and elapsed >= budget_s
+        if out_of_time:
+            total = step
+        if len(block) == 50 or step == total:
+            losses.append(float(torch.stack(block).mean()))
             block = []
         if progress is not None:
-            progress(step + 1, total, loss=block[-1] if block else losses[-1])
-        if (step + 1) % recipe.save_every == 0 or step == total - 1 or (step + 1) in snapshots:
-            summary = {"generator": recipe.generator, "model": recipe.model, "steps": step + 1, "batch": recipe.batch, "seed": seed,
+            progress(step, total, loss=losses[-1] if losses else float("nan"))  # block means only: no sync per step
+        snapshot_due = step in snapshots or bool(snapshot_times and elapsed >= snapshot_times[0]) or bool(snapshot_fractions and step == total)
+        save_due = step % recipe.save_every == 0 or step == total or (device.type != "cpu" and time.perf_counter() - last_save > 60)
+        if save_due or snapshot_due:
+            summary = {"generator": recipe.generator, "model": recipe.model, "steps": step, "batch": recipe.batch, "seed": seed,
+                       "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
                        "loss_curve": [round(v, 5) for v in losses], "seconds": round(summary.get("seconds", 0.0) + time.perf_counter() - started, 1)}
-            started = time.perf_counter()
-            sha = _save(out, model, ema, opt, step + 1, gen, config, recipe.generator, summary)
-            if (step + 1) in snapshots:
-                save_checkpoint(out.with_name(out.name.removesuffix(".safetensors") + f".step{step + 1}.safetensors"),
+            started = last_save = time.perf_counter()
+            sha = _save(out, state_file, model, ema, opt, step, gens, config, recipe.generator, summary)
+            if snapshot_due:
+                while snapshot_times and elapsed >= snapshot_times[0]:
+                    snapshot_times.pop(0)
+                save_checkpoint(snapshot_dir / (out.name.removesuffix(".safetensors") + f".step{step}.safetensors"),
                                 ema.state_dict(), {**config, "trained": summary}, generator=recipe.generator)
     return {"checkpoint": str(out), "sha256": sha, "generator": recipe.generator, "steps": total, "resumed_from": start,
             "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None, "seconds": summary.get("seconds")}
@@ -265,18 +317,41 @@ def tiny(recipe: Recipe, **overrides) -> Recipe:
 
 
 def main(argv: list[str]) -> None:
-    """python -m condgen_audio.train vocoder|wave|mel OUT [steps] [snapshot,...]"""
+    """python -m condgen_audio.train vocoder|wave|mel OUT [--steps N] [--budget-s S] [--device cuda] ..."""
+    import argparse
     import sys
 
+    parser = argparse.ArgumentParser(prog="python -m condgen_audio.train", description=main.__doc__)
+    parser.add_argument("model", choices=sorted(RECIPES))
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--steps", type=int, default=None, help="steps (an upper bound with --budget-s)")
+    parser.add_argument("--budget-s", type=float, default=None, help="wall-clock budget in seconds")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--state-dir", type=Path, default=None, help="where the training state goes (default: beside OUT)")
+    parser.add_argument("--snapshots", default="", help="comma-separated steps that keep a copy of the EMA weights")
+    parser.add_argument("--snapshot-fractions", default="", help="with --budget-s: fractions of the budget that keep a copy")
+    parser.add_argument("--snapshot-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    recipe = recipe_for(argv[0])
-    snapshots = tuple(int(s) for s in argv[3].split(",")) if len(argv) > 3 else ()
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    recipe = recipe_for(args.model)
+    if args.batch:
+        recipe = replace(recipe, batch=args.batch)
+    started = time.perf_counter()
 
     def report(step, total, loss):
-        if step % 25 == 0 or step == total:
-            print(f"step {step}/{total} loss {loss:.4f}", flush=True)
+        if step % 200 == 0 or step == total:
+            print(f"{args.model} step {step}/{total} loss {loss:.4f} {time.perf_counter() - started:.0f}s", flush=True)
 
-    print(train(recipe, Path(argv[1]), steps=int(argv[2]) if len(argv) > 2 else None, progress=report, snapshots=snapshots), file=sys.stdout, flush=True)
+    print(train(recipe, args.out, steps=args.steps, seed=args.seed, device=args.device, progress=report, budget_s=args.budget_s,
+                state_dir=args.state_dir, snapshot_dir=args.snapshot_dir,
+                snapshots=tuple(int(x) for x in args.snapshots.split(",") if x),
+                snapshot_fractions=tuple(float(x) for x in args.snapshot_fractions.split(",") if x)), file=sys.stdout, flush=True)
 
 
 if __name__ == "__main__":

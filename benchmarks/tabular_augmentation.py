@@ -50,8 +50,8 @@ SYNTHETIC = 500
 METHODS = ("real", "tabebm", "smote")
 
 
-def saved_path(backbone: str, step: str) -> Path:
-    suffix = ("" if backbone == "gp" else f"_{backbone}") + ("" if step == "paper" else f"_{step}-step")
+def saved_path(backbone: str, step: str, device: str = "cpu") -> Path:
+    suffix = ("" if backbone == "gp" else f"_{backbone}") + ("" if step == "paper" else f"_{step}-step") + ("" if device == "cpu" else f"_{device}")
     return ROOT / "benchmarks" / f"tabular_augmentation{suffix}.json"
 
 
@@ -92,7 +92,7 @@ def main():
     gen.fit("iris", backbone=args.backbone)
     results: dict = {}
     started = time.perf_counter()
-    out = args.out or saved_path(args.backbone, args.step)
+    out = args.out or saved_path(args.backbone, args.step, args.device.split(":")[0])
     where = "CPU" if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else args.device
     meta = {"backbone": args.backbone, "step": args.step, "device": args.device, "synthetic": SYNTHETIC, "seeds": list(SEEDS),
             "machine": f"{platform.machine()}, 1 thread, torch {torch.__version__}, sampling on {where}"}
@@ -114,9 +114,9 @@ def main():
     print(render(results, args.sizes, meta))
 
 
-def load_runs(backbone: str, step: str) -> tuple[dict, dict] | None:
+def load_runs(backbone: str, step: str, device: str = "cpu") -> tuple[dict, dict] | None:
     """The saved results of one configuration, merged over its part files."""
-    base = saved_path(backbone, step)
+    base = saved_path(backbone, step, device)
     parts = sorted(base.parent.glob(base.stem + "*.json"))
     parts = [p for p in parts if p == base or p.stem[len(base.stem):].startswith("_part")]
     if not parts:
@@ -136,20 +136,23 @@ def load_runs(backbone: str, step: str) -> tuple[dict, dict] | None:
 
 
 STEP_NAMES = {"reference": "TabEBM code's SGLD step (default)", "paper": "paper's printed SGLD equation (chains=1)"}
-CONFIGS = (("gp", "reference"), ("tabpfn", "reference"), ("gp", "paper"), ("tabpfn", "paper"))
+# (backbone, step, where TabEBM sampled): GPU sampling draws other random streams than the CPU's
+CONFIGS = (("gp", "reference", "cpu"), ("tabpfn", "reference", "cpu"), ("tabpfn", "reference", "cuda"),
+           ("gp", "paper", "cpu"), ("tabpfn", "paper", "cpu"), ("tabpfn", "paper", "cuda"))
 
 
 def render_all():
     text = DOC.read_text()
     at_50 = {}
-    for backbone, step in CONFIGS:
-        loaded = load_runs(backbone, step)
+    for backbone, step, device in CONFIGS:
+        loaded = load_runs(backbone, step, device)
         if loaded is None:
             continue
         results, meta = loaded
-        at_50[f"{backbone}, {STEP_NAMES[step]}"] = {name: by_n[50] for name, by_n in results.items() if 50 in by_n}
+        where = "" if device == "cpu" else ", sampled on the GPU"
+        at_50[f"{backbone}, {STEP_NAMES[step]}{where}"] = {name: by_n[50] for name, by_n in results.items() if 50 in by_n}
         sizes = sorted({n for by_n in results.values() for n in by_n})
-        tag = f"{backbone}-{step}"
+        tag = f"{backbone}-{step}" + ("" if device == "cpu" else f"-{device}")
         block = render(results, sizes, meta)
         pattern = rf"<!-- bench:{tag}:start -->.*<!-- bench:{tag}:end -->"
         if not re.search(pattern, text, flags=re.S):
@@ -172,7 +175,7 @@ def render_bar(at_50) -> str:
     for label, method, by_name in rows:
         gains = {name: _gain(by_name[name], method)[0] for name in BUILTIN if name in by_name}
         seeds = {name: len(by_name[name]) for name in gains}
-        cells = [(f"{gains[name]:+.4f}" + ("" if seeds[name] == len(SEEDS) else f" ({seeds[name]} seeds)")) if name in gains else "not run" for name in BUILTIN]
+        cells = [(f"{gains[name]:+.4f}" + ("" if seeds[name] == len(SEEDS) else f" ({seeds[name]} seed{'s' if seeds[name] > 1 else ''})")) if name in gains else "not run" for name in BUILTIN]
         improved = sum(g > 0 for g in gains.values())
         verdict = f"{improved} of {len(gains)}" + ("" if len(gains) == len(BUILTIN) else f" run ({len(BUILTIN) - len(gains)} not run)")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")
@@ -225,11 +228,12 @@ def render(results, sizes, meta) -> str:
         command += f" --device {meta['device']}"
     if sizes != list(SIZES):
         command += " --sizes " + " ".join(map(str, sizes))
+    done = min(len(rows) for by_n in results.values() for rows in by_n.values())  # seeds finished (a run cut short has fewer)
     lines = [
         f"Backbone **`{meta['backbone']}`**, {step}; measured on {meta['machine'] if 'sampling on' in meta['machine'] else meta['machine'] + ', CPU'}; {meta['synthetic']} synthetic rows; "
-        f"seeds {meta['seeds'][0]}-{meta['seeds'][-1]}; `.venv/bin/python {command}`.",
+        f"seeds {meta['seeds'][0]}-{meta['seeds'][done - 1]}" + ("" if done == len(SEEDS) else f" (of {meta['seeds'][0]}-{meta['seeds'][-1]}: the run was cut short)") + f"; `.venv/bin/python {command}`.",
         "",
-        "**Mean balanced accuracy over LR, kNN, RF, MLP** (mean ± std over 5 seeds; bold: better than real only):",
+        f"**Mean balanced accuracy over LR, kNN, RF, MLP** (mean ± std over {done} seeds; bold: better than real only):",
         "",
         "| dataset | N | real only | real + TabEBM | real + SMOTE |",
         "|---|---:|---:|---:|---:|",
@@ -243,7 +247,7 @@ def render(results, sizes, meta) -> str:
                 cell = f"{mean:.4f} ± {std:.3f}"
                 cells.append(f"**{cell}**" if m != "real" and mean > real[0] else cell)
             lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
-    lines += ["", "**Per classifier at N = 50** (mean over 5 seeds; real / +TabEBM / +SMOTE):", "", "| dataset | " + " | ".join(ev.CLASSIFIERS) + " |", "|---|" + "---:|" * len(ev.CLASSIFIERS)]
+    lines += ["", f"**Per classifier at N = 50** (mean over {done} seeds; real / +TabEBM / +SMOTE):", "", "| dataset | " + " | ".join(ev.CLASSIFIERS) + " |", "|---|" + "---:|" * len(ev.CLASSIFIERS)]
     for name, by_n in results.items():
         if 50 not in by_n:
             continue

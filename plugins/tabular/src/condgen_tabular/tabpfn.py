@@ -184,7 +184,9 @@ class TabPFNClassifier(nn.Module):
 
     def __init__(self, x_train: np.ndarray, y_train: np.ndarray, num_classes: int, *, weights: str | None = None, ensemble: int = ENSEMBLE):
         super().__init__()
-        self.transformer = load_transformer(weights)
+        # the weights are shared by every model of the process and a session may have moved
+        # them to a GPU: the context is computed on the CPU, and the session moves the model
+        self.transformer = load_transformer(weights).cpu()
         self.num_classes = num_classes
         train = torch.from_numpy(np.asarray(x_train)).float()
         labels = torch.from_numpy(np.asarray(y_train)).float()

@@ -86,7 +86,7 @@ def test_step_is_divided_by_the_models_chains_as_the_tabebm_code_averages_the_en
     assert torch.allclose(run(), _one_tabebm_step(model, 0.1 / 4), atol=1e-10)
     assert torch.allclose(run(chains=1), _one_tabebm_step(model, 0.1), atol=1e-10)  # the paper's printed equation
     table = load_table("iris")
-    assert TabEBM(table.x, table.y, 3, key="class").chains == 500 // 3  # the paper's 500 rows over 3 classes
+    assert TabEBM(table.x, table.y, 3, key="class").chains == 500 // 3  # 500 synthetic rows over 3 classes
 
 
 def test_sgld_samples_an_analytic_gaussian():

@@ -3,8 +3,8 @@
 TabEBM runs x <- x - (step_size / chains) grad E(x) + noise_std z (step 0.1, noise 0.01,
 200 steps) from real rows of the class plus N(0, 0.01^2) noise. ``chains`` is there
 because the TabEBM code takes the gradient of the class energy averaged over the chains
-of the class; the default is the model's ``chains`` (the paper's 500 synthetic rows
-spread over the classes), ``chains=1`` is the paper's equation as printed. Below,
+of the class; the default is the model's ``chains`` (500 synthetic rows spread over the
+classes), ``chains=1`` is the paper's equation as printed. Below,
 step_size means the per-chain step step_size / chains. The shared sampler runs
 x <- x - (a/2) grad E' + sqrt(a) z from N(0, init_std^2); with E' = E / T,
 T = noise_std^2 / (2 step_size) and a = noise_std^2 the two updates are identical, and

@@ -347,12 +347,13 @@ def test_training_from_exported_tokens_imports_no_chemistry(exported, tmp_path):
         "main(sys.argv[1:])\n"
     )
     out = tmp_path / "w.safetensors"
-    args = ["--tokens", "smiles", "--data", str(exported), "--steps", "6", "--width", "32", "--depth", "1", "--heads", "2",
+    args = ["--tokens", "smiles", "--data", str(exported), "--steps", "6", "--save-seconds", "30", "--width", "32", "--depth", "1", "--heads", "2",
             "--batch", "8", "--weights-dtype", "float16", "--out", str(out), "--state", str(tmp_path / "state" / "s.safetensors")]
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     weights = load_checkpoint(out)
     assert weights.config["trained_steps"] == 6 and all(v.dtype == torch.float16 for v in weights.tensors.values())
+    assert weights.config["recipe"]["save_seconds"] == 30 and weights.config["recipe"]["width"] == 32
     assert (tmp_path / "state" / "s.safetensors").is_file() and not out.with_name(out.name + ".state.safetensors").exists()
     run = condgen.load("molecules", "smiles").generate(n=2, weights=str(out), steps=3, seed=0)  # the loader casts fp16 back
     assert len(run.samples) == 2

@@ -283,9 +283,10 @@ def main(argv=None):
     for field in ("width", "depth", "heads", "batch", "warmup", "save_every"):
         parser.add_argument(f"--{field.replace('_', '-')}", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--save-seconds", type=float, help="also save the EMA weights this often (default 60)")
     parser.add_argument("--weights-dtype", choices=("float32", "float16"))
     args = parser.parse_args(argv)
-    overrides = {k: getattr(args, k) for k in ("width", "depth", "heads", "batch", "warmup", "save_every", "lr", "weights_dtype") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("width", "depth", "heads", "batch", "warmup", "save_every", "save_seconds", "lr", "weights_dtype") if getattr(args, k) is not None}
     recipe = replace(recipe_for(args.tokens), **overrides)
     say = lambda m: print(m, flush=True)  # noqa: E731
     prepared = load_prepared(args.data, args.tokens, say) if args.data else None

@@ -98,6 +98,22 @@ def test_short_training_lowers_the_loss(corpus, tmp_path):
     assert heldout(checkpoint.tensors) < 0.8 * heldout()
 
 
+def test_a_wall_clock_budget_ends_training_and_keeps_state_and_snapshots_where_asked(corpus, tmp_path):
+    out, state, snaps = tmp_path / "out" / "mel.safetensors", tmp_path / "state", tmp_path / "snaps"
+    for folder in (out.parent, state, snaps):
+        folder.mkdir()
+    summary = train(tiny(RECIPES["mel"], batch=4, save_every=10**6), out, steps=10**6, arch=TINY_MEL,
+                    train_data=training_data("train", corpus), budget_s=3.0, state_dir=state, snapshot_dir=snaps,
+                    snapshot_fractions=(0.5,))
+    # stopped by the budget, far short of the step bound, and the schedule was cut to fit it
+    assert 0 < summary["steps"] < 10**6
+    assert load_checkpoint(out, generator="audio-mel").config["trained"]["steps"] == summary["steps"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mel.safetensors"]
+    assert [p.name for p in state.iterdir()] == ["mel.state.safetensors"]
+    names = sorted(p.name for p in snaps.iterdir())
+    assert len(names) == 2 and names[-1] == f"mel.step{summary['steps']}.safetensors", names
+
+
 @pytest.fixture(scope="module")
 def tiny_vocoder(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("vocoder") / "vocoder.safetensors"

@@ -70,13 +70,36 @@ def augment(mel: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def add_noise(wave: torch.Tensor, mel: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Log-mels of a batch with noise, so the judge reads digits through the noise floors that
+    generated audio has: a third clean, a third with white noise added to the waveform at
+    0-30 dB SNR, a third with Gaussian noise of std 0-2 nepers on the log-mel itself.
+    (Trained on clean clips only, the judge fell from 95% to 31% on real test clips with
+    1 neper of log-mel noise, filing them under 'two' and 'eight'.)"""
+    kind = torch.randint(0, 3, (len(wave),), generator=gen)
+    out = mel.clone()
+    waved = (kind == 1).nonzero().flatten()
+    if len(waved):
+        w = wave[waved]
+        snr_db = 30 * torch.rand(len(waved), generator=gen)
+        power = w.pow(2).mean(1, keepdim=True).clamp_min(1e-10)
+        noise = torch.randn(w.shape, generator=gen) * torch.sqrt(power / 10 ** (snr_db[:, None] / 10))
+        out[waved] = data.log_mel(w + noise)
+    melled = (kind == 2).nonzero().flatten()
+    if len(melled):
+        std = 2 * torch.rand(len(melled), generator=gen)
+        out[melled] = mel[melled] + std[:, None, None] * torch.randn(mel[melled].shape, generator=gen)
+    return out
+
+
 def train_classifier(out: Path, *, epochs: int = 12, seed: int = 0, directory=None) -> dict:
     from condgen.checkpoints import save_checkpoint
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     train, test = data.load_split("train", directory), data.load_split("test", directory)
-    mel, labels = data.log_mel(torch.from_numpy(train["wave"])), torch.from_numpy(train["label"])
+    wave, labels = torch.from_numpy(train["wave"]), torch.from_numpy(train["label"])
+    mel = data.log_mel(wave)
     model = DigitClassifier()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(epochs):
@@ -84,7 +107,8 @@ def train_classifier(out: Path, *, epochs: int = 12, seed: int = 0, directory=No
         order = torch.randperm(len(mel), generator=gen)
         for start in range(0, len(mel), 64):
             index = order[start:start + 64]
-            loss = nn.functional.cross_entropy(model(augment(mel[index], gen)), labels[index])
+            noisy = add_noise(wave[index], mel[index], gen)
+            loss = nn.functional.cross_entropy(model(augment(noisy, gen)), labels[index])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -331,6 +331,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--budget-s", type=float, default=None, help="wall-clock budget in seconds")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--arch", default="{}", help='architecture overrides as JSON, e.g. \'{"channels": 64, "layers": 8}\'')
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--state-dir", type=Path, default=None, help="where the training state goes (default: beside OUT)")
     parser.add_argument("--snapshots", default="", help="comma-separated steps that keep a copy of the EMA weights")
@@ -351,7 +352,10 @@ def main(argv: list[str]) -> None:
         if step % 200 == 0 or step == total:
             print(f"{args.model} step {step}/{total} loss {loss:.4f} {time.perf_counter() - started:.0f}s", flush=True)
 
+    import json
+
     print(train(recipe, args.out, steps=args.steps, seed=args.seed, device=args.device, progress=report, budget_s=args.budget_s,
+                arch=json.loads(args.arch),
                 state_dir=args.state_dir, snapshot_dir=args.snapshot_dir,
                 snapshots=tuple(int(x) for x in args.snapshots.split(",") if x),
                 snapshot_fractions=tuple(float(x) for x in args.snapshot_fractions.split(",") if x)), file=sys.stdout, flush=True)

@@ -19,7 +19,7 @@ averages the energy over the chains of a class before the gradient, so each chai
 by step_size / chains times its own gradient, chains = 500 // classes here; ``--step
 paper`` is the paper's printed equation, step_size itself (``-o chains=1``).
 
-About 10 minutes on one CPU core with the GP backbone (all sizes); about 3.5 minutes
+About 10 minutes on one CPU core with the GP backbone (all sizes); about 4 CPU-minutes
 per table and seed with TabPFN v1 at N = 50.
 """
 

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import soundfile
@@ -166,3 +168,16 @@ def test_mrstft_and_mcd_are_zero_for_identical_audio_and_grow_with_noise(corpus)
     assert (evaluate.mel_cepstral_distortion(noisy, wave) < evaluate.mel_cepstral_distortion(noisier, wave)).all()
     gl = evaluate.griffin_lim(data.log_mel(wave), length=wave.shape[-1])
     assert gl.shape == wave.shape and (evaluate.mrstft_distance(gl, wave) < evaluate.mrstft_distance(noisier, wave)).all()
+
+
+def test_judge_noise_augmentation_leaves_a_third_clean_and_noises_the_rest(corpus):
+    clips = data.load_split("train", corpus)
+    wave = torch.from_numpy(clips["wave"][:30])
+    mel = data.log_mel(wave)
+    noisy = evaluate.add_noise(wave, mel, torch.Generator().manual_seed(0))
+    changed = (noisy - mel).abs().flatten(1).amax(1) > 0
+    assert noisy.shape == mel.shape and torch.isfinite(noisy).all()
+    assert 0.4 <= changed.float().mean() <= 0.95, changed  # two kinds of noise of three, on 30 clips
+    # both kinds lift silent bins (more than half of each clip) off the log floor
+    floor = math.log(data.LOG_FLOOR)
+    assert (noisy[changed] > floor + 1.0).float().mean() > (mel[changed] > floor + 1.0).float().mean()

@@ -163,9 +163,8 @@ def batch_for(recipe: Recipe, config: dict, dataset: dict, gen: torch.Generator)
         sample = start[:, None] * hop + torch.arange(recipe.crop * hop, device=device)
         wave = dataset["wave"][index[:, None], sample]
         return wave[:, None], {"mel": mel}
-    label = drop_labels(dataset["label"][index], recipe.drop, gen)
+    label = drop_labels(dataset["label"][index], recipe.drop, gen)  # on the dataset's device
     index = index.to(dataset["wave"].device)
-    label = label.to(dataset["wave"].device)
     if recipe.model == "wave":
         return dataset["wave"][index, None, :data.CLIP], {"digit": label}
     return normalise_mel(dataset["mel"][index], config["stats"]), {"digit": label}
@@ -261,7 +260,7 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     losses, block = list(summary.get("loss_curve", [])), []
     started = run_started = last_save = time.perf_counter()
     # speed is measured over steps 20..120 of the run (the first ones pay for cuDNN's autotuning)
-    calibrate_from, calibrate, calibrate_started = start + 20, start + 120, None
+    calibrate_from, calibrate = start + 20, start + 120
     snapshot_times = sorted(f * budget_s for f in snapshot_fractions) if budget_s else []
     snapshot_dir = Path(snapshot_dir) if snapshot_dir else out.parent
     sha = None
@@ -285,7 +284,7 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
         elapsed = time.perf_counter() - run_started
         if budget_s and step == calibrate_from:
             calibrate_started = time.perf_counter()
-        if budget_s and step == calibrate and calibrate_started is not None:
+        if budget_s and step == calibrate:
             # the schedule's length: what the rest of the budget affords at the measured speed
             rate = (calibrate - calibrate_from) / (time.perf_counter() - calibrate_started)
             total = min(total, max(step + 1, step + int(rate * (budget_s - elapsed))))
@@ -322,6 +321,7 @@ def tiny(recipe: Recipe, **overrides) -> Recipe:
 def main(argv: list[str]) -> None:
     """python -m condgen_audio.train vocoder|wave|mel OUT [--steps N] [--budget-s S] [--device cuda] ..."""
     import argparse
+    import json
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m condgen_audio.train", description=main.__doc__)
@@ -351,8 +351,6 @@ def main(argv: list[str]) -> None:
     def report(step, total, loss):
         if step % 200 == 0 or step == total:
             print(f"{args.model} step {step}/{total} loss {loss:.4f} {time.perf_counter() - started:.0f}s", flush=True)
-
-    import json
 
     print(train(recipe, args.out, steps=args.steps, seed=args.seed, device=args.device, progress=report, budget_s=args.budget_s,
                 arch=json.loads(args.arch),

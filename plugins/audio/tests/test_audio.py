@@ -10,7 +10,7 @@ from condgen.checkpoints import load_checkpoint
 from condgen.execution import SampleRNG
 from condgen.testing import invoke_core
 from condgen_audio import data, evaluate
-from condgen_audio.model import FAST_BETAS, DiffWavePath
+from condgen_audio.model import FAST_BETAS, DiffWavePath, step_embedding
 from condgen_audio.sampling import chain, diffwave
 from condgen_audio.train import RECIPES, build, mel_loss, model_config, normalise_mel, tiny, train, training_data
 
@@ -71,6 +71,24 @@ def test_diffwave_path_matches_the_discrete_chain_and_aligns_the_fast_schedule()
     lo, hi = np.floor(times[3] * 50), np.ceil(times[3] * 50)
     frac = times[3] * 50 - lo
     assert np.isclose(infer_alpha[3], (1 - frac) * path.alpha(lo / 50) + frac * path.alpha(hi / 50))
+
+
+def test_step_embedding_is_the_papers_sinusoids_at_training_steps_and_interpolates_between_them():
+    half = 64
+    # 10^(4i/63) with float32 rounding, as the model computes it (at step 49 the fastest
+    # argument is 5e5 rad, where float32 rounding moves the sine by 1e-2)
+    freqs = (10.0 ** (torch.arange(half, dtype=torch.float32) * 4.0 / (half - 1))).numpy()
+
+    def sinusoids(s):
+        args = (np.float32(s) * freqs).astype(np.float64)
+        return np.concatenate([np.sin(args), np.cos(args)])
+
+    got = step_embedding(torch.tensor([7.0, 7.25, 49.0])).double().numpy()
+    assert np.allclose(got[0], sinusoids(7.0), atol=1e-4) and np.allclose(got[2], sinusoids(49.0), atol=1e-4)
+    # the fast schedule's fractional steps sit between the embeddings training saw,
+    # not at sin(10^4 * 7.25), which the network never met
+    assert np.allclose(got[1], 0.75 * sinusoids(7.0) + 0.25 * sinusoids(8.0), atol=1e-3)
+    assert not np.allclose(got[1], sinusoids(7.25), atol=0.1)
 
 
 def test_diffwave_sampler_refuses_other_step_counts():

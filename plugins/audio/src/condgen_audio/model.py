@@ -107,12 +107,23 @@ def make_path(spec: dict):
     raise ValueError(f"unknown path {name!r}")
 
 
-def step_embedding(steps: torch.Tensor, dim: int = 128) -> torch.Tensor:
-    """DiffWave's sinusoidal embedding of a (fractional) step: sin/cos(10^(4i/63) s)."""
+def _integer_step_embedding(steps: torch.Tensor, dim: int) -> torch.Tensor:
     half = dim // 2
     freqs = 10.0 ** (torch.arange(half, dtype=torch.float32, device=steps.device) * 4.0 / (half - 1))
     args = steps.float()[:, None] * freqs[None]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
+def step_embedding(steps: torch.Tensor, dim: int = 128) -> torch.Tensor:
+    """DiffWave's sinusoidal embedding of a step, sin/cos(10^(4i/63) s), defined at the
+    integer steps training visits; a fractional step (the fast schedule's t_align) gets
+    the linear interpolation of its two neighbours' embeddings. Evaluated directly at a
+    fractional step, the fast frequencies (up to 10^4 rad per step) give values the
+    network never saw in training."""
+    steps = steps.float()
+    lower = torch.floor(steps)
+    weight = (steps - lower)[:, None]
+    return torch.lerp(_integer_step_embedding(lower, dim), _integer_step_embedding(lower + 1, dim), weight)
 
 
 def time_embedding(t: torch.Tensor, dim: int = 128) -> torch.Tensor:

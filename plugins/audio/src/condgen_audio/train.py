@@ -331,6 +331,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--budget-s", type=float, default=None, help="wall-clock budget in seconds")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--resume", action="store_true", help="continue OUT from its training state (same architecture)")
     parser.add_argument("--arch", default="{}", help='architecture overrides as JSON, e.g. \'{"channels": 64, "layers": 8}\'')
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--state-dir", type=Path, default=None, help="where the training state goes (default: beside OUT)")
@@ -346,6 +348,8 @@ def main(argv: list[str]) -> None:
     recipe = recipe_for(args.model)
     if args.batch:
         recipe = replace(recipe, batch=args.batch)
+    if args.lr:
+        recipe = replace(recipe, lr=args.lr)
     started = time.perf_counter()
 
     def report(step, total, loss):
@@ -353,7 +357,7 @@ def main(argv: list[str]) -> None:
             print(f"{args.model} step {step}/{total} loss {loss:.4f} {time.perf_counter() - started:.0f}s", flush=True)
 
     print(train(recipe, args.out, steps=args.steps, seed=args.seed, device=args.device, progress=report, budget_s=args.budget_s,
-                arch=json.loads(args.arch),
+                arch=json.loads(args.arch), resume=args.resume,
                 state_dir=args.state_dir, snapshot_dir=args.snapshot_dir,
                 snapshots=tuple(int(x) for x in args.snapshots.split(",") if x),
                 snapshot_fractions=tuple(float(x) for x in args.snapshot_fractions.split(",") if x)), file=sys.stdout, flush=True)

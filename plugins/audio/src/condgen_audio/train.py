@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 import condgen
 from condgen.checkpoints import load_checkpoint, save_checkpoint
+from condgen.training import BudgetPlan, ema_update
 
 from condgen_audio import data
 from condgen_audio.model import DiffWave, MelDenoiser, make_path
@@ -259,8 +260,7 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and recipe.model == "wave")
     losses, block = list(summary.get("loss_curve", [])), []
     started = run_started = last_save = time.perf_counter()
-    # speed is measured over steps 20..120 of the run (the first ones pay for cuDNN's autotuning)
-    calibrate_from, calibrate = start + 20, start + 120
+    plan = BudgetPlan(budget_s, total, start=start) if budget_s else None
     snapshot_times = sorted(f * budget_s for f in snapshot_fractions) if budget_s else []
     snapshot_dir = Path(snapshot_dir) if snapshot_dir else out.parent
     sha = None
@@ -276,21 +276,15 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        decay = min(recipe.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        ema_update(list(ema.parameters()), list(model.parameters()), min(recipe.ema, (1 + step) / (10 + step)))
         block.append(loss.detach())
         step += 1
         elapsed = time.perf_counter() - run_started
-        if budget_s and step == calibrate_from:
-            calibrate_started = time.perf_counter()
-        if budget_s and step == calibrate:
+        if plan is not None:
             # the schedule's length: what the rest of the budget affords at the measured speed
-            rate = (calibrate - calibrate_from) / (time.perf_counter() - calibrate_started)
-            total = min(total, max(step + 1, step + int(rate * (budget_s - elapsed))))
-        out_of_time = bool(budget_s) and elapsed >= budget_s
-        if out_of_time:
-            total = step
+            total = plan.after(step) or total
+            if plan.spent():
+                total = step
         if len(block) == 50 or step == total:
             losses.append(float(torch.stack(block).mean()))
             block = []

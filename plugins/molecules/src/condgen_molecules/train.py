@@ -39,6 +39,7 @@ from pathlib import Path
 import condgen
 import torch
 from condgen.checkpoints import load_checkpoint, save_checkpoint
+from condgen.training import BudgetPlan, ema_update
 
 from condgen_molecules import data
 from condgen_molecules.model import ChemBFN, continuous_loss, sender_theta
@@ -186,10 +187,6 @@ def _restore(out, state_path, model, ema, optimizer, generator) -> tuple[int, li
     return int(state.config["step"]), list(state.config["losses"])
 
 
-#: Steps timed (after the first few, which carry start-up costs) to size a --budget-s run.
-CALIBRATION = (20, 120)
-
-
 def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, progress=print,
           prepared: dict | None = None, device: str = "cpu", budget_s: float | None = None, state: Path | None = None) -> dict:
     torch.set_num_threads(1)  # the machine is shared; one core per training run
@@ -213,31 +210,19 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     if resume and state_path.is_file():
         step, losses = _restore(out, state_path, model, ema, optimizer, generator)
         progress(f"resumed at step {step}")
+    plan = None
     if budget_s is not None:
         # Until the speed is measured, the plan is open-ended; the warm-up must outlast the
         # calibration so that no learning rate used before it depends on the plan.
-        recipe = replace(recipe, steps=10**9, warmup=max(recipe.warmup, step + CALIBRATION[1]))
+        plan = BudgetPlan(budget_s, 10**9, start=step)
+        recipe = replace(recipe, steps=10**9, warmup=max(recipe.warmup, step + plan.calibrate[1]))
         config.update(recipe=asdict(recipe), budget_s=budget_s, device=device)
-    first_step = step
     ema_params, model_params = list(ema.parameters()), list(model.parameters())
-    started, window, last_save, calibration_start = time.perf_counter(), [], time.perf_counter(), None
+    started, window, last_save = time.perf_counter(), [], time.perf_counter()
     while step < recipe.steps:
-        if budget_s is not None:
-            elapsed = time.perf_counter() - started
-            if step - first_step == CALIBRATION[0]:
-                calibration_start = (time.perf_counter(), step)
-            elif step - first_step >= CALIBRATION[1] and (step - first_step) % 500 == CALIBRATION[1] % 500 and calibration_start is not None:
-                # Re-planned every 500 steps from the mean speed so far: a shared device may slow
-                # down; 2% is kept in hand so the schedule, not the clock, ends the run.
-                per_step = (time.perf_counter() - calibration_start[0]) / (step - calibration_start[1])
-                planned = max(step + 1, step + int(0.98 * (budget_s - elapsed) / per_step))
-                if abs(planned - recipe.steps) > 0.01 * planned:
-                    recipe = replace(recipe, steps=planned)
-                    config["recipe"] = asdict(recipe)
-                    progress(f"budget {budget_s:.0f} s: {per_step * 1000:.1f} ms/step -> {recipe.steps} steps")
-            if elapsed >= budget_s:  # slower than calibrated (a shared device): stop on time anyway
-                progress(f"budget spent at step {step} of {recipe.steps}")
-                break
+        if plan is not None and plan.spent():  # slower than planned (a shared device): stop on time anyway
+            progress(f"budget spent at step {step} of {recipe.steps}")
+            break
         pick = torch.randint(len(ids), (recipe.batch,), generator=generator, device=device)
         batch_cond = drop_conditions({k: v[pick] for k, v in cond.items()}, recipe, generator)
         for group in optimizer.param_groups:
@@ -247,9 +232,13 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        with torch.no_grad():  # one fused update, not a kernel launch per tensor
-            torch._foreach_lerp_(ema_params, model_params, 1 - recipe.ema)
+        ema_update(ema_params, model_params, recipe.ema)
         step += 1
+        planned = plan.after(step) if plan is not None else None
+        if planned:
+            recipe = replace(recipe, steps=planned)
+            config["recipe"] = asdict(recipe)
+            progress(f"budget {budget_s:.0f} s: {plan.seconds_per_step * 1000:.1f} ms/step -> {recipe.steps} steps")
         window.append(loss.detach())  # no .item() per step: it would stall an accelerator
         if step % 10 == 0 or step == recipe.steps:  # the loss curve: means over 10 steps
             losses.append(torch.stack(window).mean().item())

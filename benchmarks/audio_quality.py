@@ -11,7 +11,8 @@ Parts (each can be run alone with --parts):
   against the unheard test voices.
 - vocoder: ``clips`` clips of the unheard test voices; their log-mels vocoded (6 and 50
   steps) and inverted by Griffin-Lim (32 iterations); multi-resolution STFT distance
-  and mel-cepstral distortion against the ground truth; real-time factor.
+  (and, as a diagnostic, the same over speech frames only) and mel-cepstral distortion
+  against the ground truth; real-time factor.
 - mels: diagnostic, the cascade's first stage alone: the judge on the generated log-mels
   and on the same mels inverted by Griffin-Lim.
 - wave: every saved snapshot of ``audio-wave`` (``--snapshots``), ``wave_n`` clips each
@@ -90,6 +91,7 @@ def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: in
         out[f"diffwave_{steps}"] = {
             "clips": count,
             "mrstft": float(evaluate.mrstft_distance(est, truth[:count]).mean()),
+            "mrstft_speech_frames": float(evaluate.mrstft_distance(est, truth[:count], speech_only=True).mean()),
             "mcd_db": float(evaluate.mel_cepstral_distortion(est, truth[:count]).mean()),
             "rtf": seconds / (count * data.CLIP / data.SAMPLE_RATE),
         }
@@ -98,6 +100,7 @@ def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: in
     gl = evaluate.griffin_lim(mel, 32, length=data.CLIP)
     seconds = time.perf_counter() - t0
     out["griffin_lim_32"] = {"clips": clips, "mrstft": float(evaluate.mrstft_distance(gl, truth).mean()),
+                             "mrstft_speech_frames": float(evaluate.mrstft_distance(gl, truth, speech_only=True).mean()),
                              "mcd_db": float(evaluate.mel_cepstral_distortion(gl, truth).mean()),
                              "rtf": seconds / (clips * data.CLIP / data.SAMPLE_RATE)}
     out["examples"]["griffin_lim_32"] = gl[:4].numpy()
@@ -170,12 +173,13 @@ def main() -> None:
     parser.add_argument("--snapshots", nargs="*", default=[], help="audio-wave checkpoints (name ...stepN.safetensors)")
     parser.add_argument("--write", action="store_true", help="write benchmarks/audio_<part>.json and the pictures")
     parser.add_argument("--device", default="cpu", help="where the vocoder comparison runs (generation picks CUDA when present)")
-    parser.add_argument("--machine", default="2 shared CPU cores, torch.set_num_threads(1)", help="recorded with the figures")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--machine", default=None, help="recorded with the figures (default: the CPU threads used)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     parts = set(args.parts.split(","))
     PICTURES.mkdir(parents=True, exist_ok=True)
-    machine = args.machine
+    machine = args.machine or f"2 shared CPU cores, torch.set_num_threads({args.threads})"
 
     def save(part: str, result: dict) -> None:
         print(json.dumps(result, indent=1, default=float), flush=True)

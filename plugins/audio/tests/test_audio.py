@@ -186,6 +186,14 @@ def test_mrstft_and_mcd_are_zero_for_identical_audio_and_grow_with_noise(corpus)
     assert (evaluate.mel_cepstral_distortion(noisy, wave) < evaluate.mel_cepstral_distortion(noisier, wave)).all()
     gl = evaluate.griffin_lim(data.log_mel(wave), length=wave.shape[-1])
     assert gl.shape == wave.shape and (evaluate.mrstft_distance(gl, wave) < evaluate.mrstft_distance(noisier, wave)).all()
+    # the speech-frames diagnostic leaves out the digital silence: noise there alone costs
+    # the full metric, not the diagnostic
+    silent = wave.abs() < 1e-6
+    floor = torch.where(silent, 1e-3 * torch.randn(wave.shape, generator=torch.Generator().manual_seed(1)), wave)
+    assert silent.float().mean() > 0.2
+    assert (evaluate.mrstft_distance(floor, wave) > 1.0).all()
+    assert (evaluate.mrstft_distance(floor, wave, speech_only=True) < 0.2 * evaluate.mrstft_distance(floor, wave)).all()
+    assert torch.allclose(evaluate.mrstft_distance(wave, wave, speech_only=True), torch.zeros(3), atol=1e-5)
 
 
 def test_judge_noise_augmentation_leaves_a_third_clean_and_noises_the_rest(corpus):

@@ -196,13 +196,22 @@ def stft_magnitude(wave: torch.Tensor, n_fft: int, hop: int, window: int) -> tor
     return spec.abs().clamp_min(1e-7)
 
 
-def mrstft_distance(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per clip: mean over resolutions of spectral convergence + log-magnitude L1. [N]"""
+def mrstft_distance(estimate: torch.Tensor, reference: torch.Tensor, speech_only: bool = False) -> torch.Tensor:
+    """Per clip: mean over resolutions of spectral convergence + log-magnitude L1. [N]
+
+    ``speech_only`` (a diagnostic, not the metric): only STFT frames whose reference energy
+    is within 60 dB of the clip's loudest frame, i.e. without the digital silence around
+    each word, where the log term compares any noise floor with the 1e-7 clamp."""
     total = 0.0
     for n_fft, hop, window in STFT_RESOLUTIONS:
         est, ref = stft_magnitude(estimate, n_fft, hop, window), stft_magnitude(reference, n_fft, hop, window)
-        convergence = torch.linalg.norm((ref - est).flatten(1), dim=1) / torch.linalg.norm(ref.flatten(1), dim=1)
-        log_l1 = (ref.log() - est.log()).abs().flatten(1).mean(1)
+        if speech_only:
+            energy = ref.pow(2).sum(1, keepdim=True)  # [N, 1, frames]
+            keep = (energy > energy.amax(2, keepdim=True) * 1e-6).to(ref.dtype)
+        else:
+            keep = torch.ones_like(ref[:, :1])
+        convergence = torch.linalg.norm(((ref - est) * keep).flatten(1), dim=1) / torch.linalg.norm((ref * keep).flatten(1), dim=1)
+        log_l1 = ((ref.log() - est.log()).abs() * keep).flatten(1).sum(1) / (keep.flatten(1).sum(1) * ref.shape[1])
         total = total + convergence + log_l1
     return total / len(STFT_RESOLUTIONS)
 

@@ -40,15 +40,40 @@ PICTURES = ROOT / "docs" / "plugins" / "audio"
 RESULTS = ROOT / "benchmarks" / "audio_quality.json"  # one audio_<part>.json per part beside it
 
 
-def cascade(n: int, vocoder_steps: int, seed: int = 0, batch: int = 50) -> dict:
+def _cascade_part(job: tuple) -> tuple[list, list]:
+    """Samples ``indices`` of the cascade run (a worker process; one torch thread)."""
+    n, vocoder_steps, seed, batch, indices = job
+    torch.set_num_threads(1)
     gen = condgen.load("audio")
     gen.vocoder_steps = vocoder_steps
-    digits = [i % 10 for i in range(n)]
+    session = gen.session(condition={"digit": [i % 10 for i in range(n)]}, seed=seed)
+    batches = [session.sample(b) for b in session.plan(indices, batch)]
+    return [s for b in batches for s in b.samples], [c for b in batches for c in b.conditions]
+
+
+def cascade(n: int, vocoder_steps: int, seed: int = 0, batch: int = 50, workers: int = 1) -> dict:
+    """Digits 0-9 in turn; sample i is the same in any worker or batch (per-index seeds),
+    so ``workers`` processes share the indices and the scores do not change."""
+    import concurrent.futures
+    import multiprocessing
+
+    gen = condgen.load("audio")
     started = time.perf_counter()
-    run = gen.generate(n=n, condition={"digit": digits}, seed=seed, batch_size=batch)
+    chunks = [list(range(n))[k::workers] for k in range(workers)]
+    jobs = [(n, vocoder_steps, seed, batch, chunk) for chunk in chunks if chunk]
+    if workers == 1:
+        parts = [_cascade_part(jobs[0])]
+    else:
+        with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_cascade_part, jobs))
     seconds = time.perf_counter() - started
-    scores = evaluate.digit_metrics(gen, run.samples, run.conditions)
-    return {"n": n, "vocoder_steps": vocoder_steps, "seconds": round(seconds, 1), "scores": scores, "samples": run.samples[:20], "conditions": run.conditions[:20]}
+    order = np.argsort(np.concatenate(chunks))
+    samples = [s for part in parts for s in part[0]]
+    conditions = [c for part in parts for c in part[1]]
+    samples, conditions = [samples[i] for i in order], [conditions[i] for i in order]
+    scores = evaluate.digit_metrics(gen, samples, conditions)
+    return {"n": n, "vocoder_steps": vocoder_steps, "seconds": round(seconds, 1), "workers": workers, "scores": scores,
+            "samples": samples[:20], "conditions": conditions[:20]}
 
 
 def cascade_mels(n: int, gl_clips: int, seed: int = 0) -> dict:
@@ -174,6 +199,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write benchmarks/audio_<part>.json and the pictures")
     parser.add_argument("--device", default="cpu", help="where the vocoder comparison runs (generation picks CUDA when present)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the cascade's clips (one thread each)")
     parser.add_argument("--machine", default=None, help="recorded with the figures (default: the CPU threads used)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -196,7 +222,7 @@ def main() -> None:
     for steps, n in ((6, args.n), (50, args.n50)):
         if f"cascade{steps}" not in parts:
             continue
-        result = cascade(n, steps)
+        result = cascade(n, steps, workers=args.workers)
         if args.write and steps == 6:
             from condgen_audio.evaluate import write_spectrogram_grid
 

@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - create/reuse .venv, install core + every plugin, generate toy samples
+#   make demo   - create/reuse .venv, install core + every plugin, generate toy samples and a spoken digit
 #   make test   - same set-up, then the default test suite (slow tests: make test-slow)
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,6 +23,7 @@ demo: setup
 	$(VENV)/bin/core plugins
 	$(VENV)/bin/core generate --plugin toy -n 512 -c component=north,east,south,west --guidance cfg=1.5
 	$(VENV)/bin/core evaluate --plugin toy -n 2000
+	$(VENV)/bin/core generate --plugin audio
 
 test: setup
 	$(PY) -m pytest -q

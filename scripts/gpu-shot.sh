@@ -32,7 +32,8 @@ $PY -c "import condgen, condgen_audio.train, torch; print('import ok', torch.__v
 MODELS="mel vocoder"; [ "${WAVE:-1}" = 1 ] && MODELS="mel vocoder wave"; MODELS=${ONLY:-$MODELS}
 for m in $MODELS; do
   extra=""; [ $m = wave ] && extra="--snapshot-dir /tmp/gpu_snap --snapshot-fractions 0.1,0.25,0.5,0.75"
-  $PY -m condgen_audio.train $m $OUT/audio-$m.safetensors --device $DEVICE --budget-s $AB --state-dir /tmp/gpu_state $extra > $L/train-$m.log 2>&1 &
+  recipe=$m; [ $m = vocoder ] && recipe=vocoder-gpu
+  $PY -m condgen_audio.train $recipe $OUT/audio-$m.safetensors --device $DEVICE --budget-s $AB --state-dir /tmp/gpu_state $extra > $L/train-$m.log 2>&1 &
   eval "P_$m=$!"
 done
 if [ -f .gpu/molecules/COMMANDS.sh ] && [ "$MB" != 0 ]; then

@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - create/reuse .venv, install core + every plugin, generate toy samples and a spoken digit
+#   make demo   - create/reuse .venv, install core + every plugin, generate toy samples and spoken digits
 #   make test   - same set-up, then the default test suite (slow tests: make test-slow)
 PYTHON ?= python3
 VENV ?= .venv

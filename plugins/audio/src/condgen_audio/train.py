@@ -262,11 +262,12 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     # matmuls), since its last, quietest steps must predict eps to better than bf16's 0.4%
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and recipe.model == "wave")
     losses, block = list(summary.get("loss_curve", [])), []
-    started = run_started = last_save = time.perf_counter()
+    started = last_save = time.perf_counter()
     plan = BudgetPlan(budget_s, total, start=start) if budget_s else None
     snapshot_times = sorted(f * budget_s for f in snapshot_fractions) if budget_s else []
     snapshot_dir = Path(snapshot_dir) if snapshot_dir else out.parent
     sha = None
+    ema_params, model_params = list(ema.parameters()), list(model.parameters())
     model.train()
     step = start
     while step < total:
@@ -279,10 +280,10 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ema_update(list(ema.parameters()), list(model.parameters()), min(recipe.ema, (1 + step) / (10 + step)))
+        ema_update(ema_params, model_params, min(recipe.ema, (1 + step) / (10 + step)))
         block.append(loss.detach())
         step += 1
-        elapsed = time.perf_counter() - run_started
+        elapsed = plan.elapsed if plan is not None else 0.0  # only budgeted runs have timed snapshots
         if plan is not None:
             # the schedule's length: what the rest of the budget affords at the measured speed
             total = plan.after(step) or total

@@ -12,7 +12,10 @@ Parts (each can be run alone with --parts):
 - vocoder: ``clips`` clips of the unheard test voices; their log-mels vocoded (6 and 50
   steps) and inverted by Griffin-Lim (32 iterations); multi-resolution STFT distance
   (and, as a diagnostic, the same over speech frames only) and mel-cepstral distortion
-  against the ground truth; real-time factor.
+  against the ground truth; real-time factor. Diagnostics of the digital silence: each
+  output's RMS where the truth is silent, its MR-STFT once those samples are set to
+  exact zeros (an oracle no vocoder has), and the MR-STFT of the ground truth itself
+  with white noise at -80 and -60 dBFS added.
 - mels: diagnostic, the cascade's first stage alone: the judge on the generated log-mels
   and on the same mels inverted by Griffin-Lim.
 - wave: every saved snapshot of ``audio-wave`` (``--snapshots``), ``wave_n`` clips each
@@ -93,15 +96,35 @@ def cascade_mels(n: int, gl_clips: int, seed: int = 0) -> dict:
             "griffin_lim_accuracy": float((gl_predicted == requested[:gl_clips]).mean())}
 
 
-def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: int = 0, device: str = "cpu") -> dict:
+def silence_mask(truth: torch.Tensor, radius: int = 255) -> torch.Tensor:
+    """True where the ground truth is exactly zero within ``radius`` samples: the corpus's
+    digital silence around each word. [N, samples]"""
+    window = 2 * radius + 1
+    return torch.nn.functional.avg_pool1d(truth.abs()[:, None], window, 1, radius)[:, 0] == 0
+
+
+def silence_diagnostics(est: torch.Tensor, truth: torch.Tensor, silent: torch.Tensor) -> dict:
+    """The output's RMS in the truth's silence, and its MR-STFT with that silence restored
+    to exact zeros (an oracle: no vocoder knows where the truth is silent)."""
+    return {"silence_rms": float(est[silent].pow(2).mean().sqrt()),
+            "mrstft_silence_restored": float(evaluate.mrstft_distance(est * ~silent, truth).mean())}
+
+
+def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: int = 0, device: str = "cpu",
+            weights: Path | None = None) -> dict:
     test = data.load_split("test")
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(test["wave"]), size=clips, replace=False))
     truth = torch.from_numpy(test["wave"][index])
     mel = data.log_mel(truth)
+    silent = silence_mask(truth)
     model, _ = AudioVocoderGenerator().load_model()
+    if weights is not None:  # a candidate checkpoint of the same architecture (e.g. a training run's)
+        from condgen.checkpoints import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(weights, generator="audio-vocoder").tensors)
     model = model.to(device)
-    out = {"clips": int(clips), "voices": list(data.TEST_VOICES)}
+    out = {"clips": int(clips), "voices": list(data.TEST_VOICES), "weights": str(weights) if weights else "shipped"}
     for steps in steps_list:
         count = clips if steps <= 6 or clips50 is None else min(clips, clips50)
         waves, seconds = [], 0.0
@@ -119,6 +142,7 @@ def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: in
             "mrstft_speech_frames": float(evaluate.mrstft_distance(est, truth[:count], speech_only=True).mean()),
             "mcd_db": float(evaluate.mel_cepstral_distortion(est, truth[:count]).mean()),
             "rtf": seconds / (count * data.CLIP / data.SAMPLE_RATE),
+            **silence_diagnostics(est, truth[:count], silent[:count]),
         }
         out.setdefault("examples", {})[f"diffwave_{steps}"] = est[:4].numpy()
     t0 = time.perf_counter()
@@ -127,7 +151,11 @@ def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: in
     out["griffin_lim_32"] = {"clips": clips, "mrstft": float(evaluate.mrstft_distance(gl, truth).mean()),
                              "mrstft_speech_frames": float(evaluate.mrstft_distance(gl, truth, speech_only=True).mean()),
                              "mcd_db": float(evaluate.mel_cepstral_distortion(gl, truth).mean()),
-                             "rtf": seconds / (clips * data.CLIP / data.SAMPLE_RATE)}
+                             "rtf": seconds / (clips * data.CLIP / data.SAMPLE_RATE), **silence_diagnostics(gl, truth, silent)}
+    # what any leftover noise floor costs: the ground truth itself, with inaudible white noise
+    noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(seed))
+    out["truth_plus_noise"] = {f"{dbfs} dBFS": float(evaluate.mrstft_distance(truth + 10 ** (dbfs / 20) * noise, truth).mean())
+                               for dbfs in (-80, -60)}
     out["examples"]["griffin_lim_32"] = gl[:4].numpy()
     out["examples"]["truth"] = truth[:4].numpy()
     return out
@@ -194,6 +222,7 @@ def main() -> None:
     parser.add_argument("--n50", type=int, default=500, help="cascade clips with the 50-step vocoder")
     parser.add_argument("--clips", type=int, default=100, help="test-voice clips for the vocoder comparison")
     parser.add_argument("--clips50", type=int, default=None, help="of those, how many get the 50-step vocoder")
+    parser.add_argument("--vocoder-weights", type=Path, default=None, help="evaluate this audio-vocoder checkpoint instead of the shipped one")
     parser.add_argument("--wave-n", type=int, default=100)
     parser.add_argument("--snapshots", nargs="*", default=[], help="audio-wave checkpoints (name ...stepN.safetensors)")
     parser.add_argument("--write", action="store_true", help="write benchmarks/audio_<part>.json and the pictures")
@@ -213,7 +242,7 @@ def main() -> None:
             (RESULTS.parent / f"audio_{part}.json").write_text(json.dumps({**result, "machine": machine}, indent=1, default=float) + "\n")
 
     if "vocoder" in parts:
-        result = vocoder(args.clips, clips50=args.clips50, device=args.device)
+        result = vocoder(args.clips, clips50=args.clips50, device=args.device, weights=args.vocoder_weights)
         if args.write:
             plot_examples(result, PICTURES / "vocoder_vs_griffin_lim.png")
         save("vocoder", {k: v for k, v in result.items() if k != "examples"})

@@ -15,7 +15,7 @@ Parts (each can be run alone with --parts):
   against the ground truth; real-time factor. Diagnostics of the digital silence: each
   output's RMS where the truth is silent, its MR-STFT once those samples are set to
   exact zeros (an oracle no vocoder has), and the MR-STFT of the ground truth itself
-  with white noise at -80 and -60 dBFS added.
+  with white noise at -90, -80 and -60 dBFS added.
 - mels: diagnostic, the cascade's first stage alone: the judge on the generated log-mels
   and on the same mels inverted by Griffin-Lim.
 - wave: every saved snapshot of ``audio-wave`` (``--snapshots``), ``wave_n`` clips each
@@ -155,7 +155,7 @@ def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: in
     # what any leftover noise floor costs: the ground truth itself, with inaudible white noise
     noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(seed))
     out["truth_plus_noise"] = {f"{dbfs} dBFS": float(evaluate.mrstft_distance(truth + 10 ** (dbfs / 20) * noise, truth).mean())
-                               for dbfs in (-80, -60)}
+                               for dbfs in (-90, -80, -60)}
     out["examples"]["griffin_lim_32"] = gl[:4].numpy()
     out["examples"]["truth"] = truth[:4].numpy()
     return out

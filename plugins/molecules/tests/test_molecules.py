@@ -148,6 +148,20 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path, tiny):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_init_from_continues_from_earlier_weights_and_refuses_other_shapes(tmp_path, tiny):
+    recipe, prepared = replace(tiny["recipe"], steps=2, lr=1e-6, warmup=1), tiny["prepared"]
+    fresh, continued = tmp_path / "fresh.safetensors", tmp_path / "continued.safetensors"
+    first = train(recipe, fresh, prepared=prepared, progress=lambda m: None)
+    again = train(recipe, continued, prepared=prepared, init_from=tiny["path"], progress=lambda m: None)
+    # the 40 trained steps carry over: the continuation starts at the tiny model's loss, not at random weights'
+    assert again["first_loss"] < 0.8 * first["first_loss"], (first, again)
+    start, after = load_checkpoint(tiny["path"]), load_checkpoint(continued)
+    assert after.config["init_from"]["sha256"] == start.sha256 and after.config["init_from"]["steps_before"] == 40
+    assert all(torch.allclose(after.tensors[k], start.tensors[k], atol=1e-3) for k in start.tensors)  # lr 1e-6: barely moved
+    with pytest.raises(condgen.UsageError, match="--init-from .* arch differs"):
+        train(replace(recipe, width=48), tmp_path / "wider.safetensors", prepared=prepared, init_from=tiny["path"], progress=lambda m: None)
+
+
 def test_condition_dropout_nulls_each_property_independently():
     recipe = RECIPES["selfies"]
     cond = {"qed": torch.ones(20000), "logp": torch.ones(20000)}

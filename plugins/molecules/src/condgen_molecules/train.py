@@ -187,8 +187,24 @@ def _restore(out, state_path, model, ema, optimizer, generator) -> tuple[int, li
     return int(state.config["step"]), list(state.config["losses"])
 
 
+def _initialise(model: ChemBFN, ema: ChemBFN, path: Path, config: dict, generator: str) -> dict:
+    """Start from the weights of an earlier run (a continuation with a fresh optimizer, e.g. a
+    low learning-rate cool-down of shipped weights); they must share tokeniser and shape."""
+    start = load_checkpoint(path, generator=generator)
+    for key in ("tokenizer", "arch", "properties"):
+        if start.config.get(key) != config[key]:
+            raise condgen.UsageError(f"--init-from {path}: its {key} differs from this run's; train with the data and --width/--depth/--heads it was trained with")
+    weights = {k: v.float() for k, v in start.tensors.items()}
+    model.load_state_dict(weights)
+    ema.load_state_dict(weights)
+    before = int(start.config.get("trained_steps") or 0) + int(start.config.get("init_from", {}).get("steps_before", 0))
+    return {"path": str(path), "sha256": start.sha256, "steps_before": before,
+            "recipe_before": start.config.get("recipe")}
+
+
 def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, progress=print,
-          prepared: dict | None = None, device: str = "cpu", budget_s: float | None = None, state: Path | None = None) -> dict:
+          prepared: dict | None = None, device: str = "cpu", budget_s: float | None = None, state: Path | None = None,
+          init_from: Path | None = None) -> dict:
     torch.set_num_threads(1)  # the machine is shared; one core per training run
     recipe = replace(recipe, steps=steps) if steps else recipe
     out = Path(out)
@@ -207,7 +223,12 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     generator = torch.Generator(device=device).manual_seed(seed)
     step, losses = 0, []
+    if init_from is not None and not (resume and state_path.is_file()):
+        config["init_from"] = _initialise(model, ema, Path(init_from), config, recipe.generator)
+        progress(f"starting from {init_from} ({config['init_from']['steps_before']} steps trained before)")
     if resume and state_path.is_file():
+        if "init_from" in (earlier := load_checkpoint(out).config):
+            config["init_from"] = earlier["init_from"]
         step, losses = _restore(out, state_path, model, ema, optimizer, generator)
         progress(f"resumed at step {step}")
     plan = None
@@ -269,6 +290,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--budget-s", type=float, help="wall-clock training budget; sets the step count from the measured speed")
     parser.add_argument("--state", type=Path, help="training-state file (default: <out>.state.safetensors)")
+    parser.add_argument("--init-from", type=Path, help="start from these weights (same tokens and shape) with a fresh optimizer")
     for field in ("width", "depth", "heads", "batch", "warmup", "save_every"):
         parser.add_argument(f"--{field.replace('_', '-')}", type=int)
     parser.add_argument("--lr", type=float)
@@ -280,7 +302,7 @@ def main(argv=None):
     say = lambda m: print(m, flush=True)  # noqa: E731
     prepared = load_prepared(args.data, args.tokens, say) if args.data else None
     summary = train(recipe, args.out, steps=args.steps, seed=args.seed, resume=args.resume, progress=say, prepared=prepared,
-                    device=args.device, budget_s=args.budget_s, state=args.state)
+                    device=args.device, budget_s=args.budget_s, state=args.state, init_from=args.init_from)
     print(json.dumps(summary))
 
 

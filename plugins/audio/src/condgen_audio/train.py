@@ -53,7 +53,8 @@ class Recipe:
 
 
 RECIPES = {
-    # the shipped audio-vocoder: one CPU core, 90 minutes (--budget-s 5400 set the step count)
+    # the shipped audio-vocoder: one CPU core, 90 minutes (--budget-s 5400 set the step count),
+    # then continued with --resume --steps 60000 --budget-s 5700 to 37,873 steps
     "vocoder": Recipe("audio-vocoder", "vocoder", dict(channels=16, layers=10, cycle=10), steps=19_113, batch=8, lr=1e-3),
     # for a GPU: the paper's width, two dilation cycles (32x the compute per sample on a CPU)
     "vocoder-gpu": Recipe("audio-vocoder", "vocoder", dict(channels=64, layers=20, cycle=10), steps=200_000, batch=32, lr=5e-4),

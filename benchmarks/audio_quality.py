@@ -118,11 +118,8 @@ def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: in
     truth = torch.from_numpy(test["wave"][index])
     mel = data.log_mel(truth)
     silent = silence_mask(truth)
-    model, _ = AudioVocoderGenerator().load_model()
-    if weights is not None:  # a candidate checkpoint of the same architecture (e.g. a training run's)
-        from condgen.checkpoints import load_checkpoint
-
-        model.load_state_dict(load_checkpoint(weights, generator="audio-vocoder").tensors)
+    # weights: a candidate checkpoint (e.g. a training run's) instead of the shipped one
+    model, _ = AudioVocoderGenerator().load_model(str(weights) if weights is not None else None)
     model = model.to(device)
     out = {"clips": int(clips), "voices": list(data.TEST_VOICES), "weights": str(weights) if weights else "shipped"}
     for steps in steps_list:

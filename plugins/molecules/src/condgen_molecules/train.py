@@ -175,16 +175,18 @@ def _save(out, state_path, recipe, config, model, ema, optimizer, step, generato
     save_checkpoint(state_path, state, {"step": step, "losses": losses, "planned_steps": recipe.steps}, recipe.generator + ".state")
 
 
-def _restore(out, state_path, model, ema, optimizer, generator) -> tuple[int, list]:
+def _restore(out, state_path, model, ema, optimizer, generator) -> tuple[int, list, dict]:
+    """(step, losses, config of the saved EMA checkpoint) of an interrupted run."""
     state = load_checkpoint(state_path)
     model.load_state_dict({k[6:]: v for k, v in state.tensors.items() if k.startswith("model.")})
-    ema.load_state_dict(load_checkpoint(out).tensors)
+    saved = load_checkpoint(out)
+    ema.load_state_dict(saved.tensors)
     optimizer_state = optimizer.state_dict()
     optimizer_state["state"] = {i: {name: state.tensors[f"adam.{i}.{name}"] for name in ("step", "exp_avg", "exp_avg_sq")}
                                 for i in range(len(list(model.parameters())))}
     optimizer.load_state_dict(optimizer_state)
     generator.set_state(state.tensors["rng"])
-    return int(state.config["step"]), list(state.config["losses"])
+    return int(state.config["step"]), list(state.config["losses"]), saved.config
 
 
 def _initialise(model: ChemBFN, ema: ChemBFN, path: Path, config: dict, generator: str) -> dict:
@@ -227,9 +229,9 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
         config["init_from"] = _initialise(model, ema, Path(init_from), config, recipe.generator)
         progress(f"starting from {init_from} ({config['init_from']['steps_before']} steps trained before)")
     if resume and state_path.is_file():
-        if "init_from" in (earlier := load_checkpoint(out).config):
-            config["init_from"] = earlier["init_from"]
-        step, losses = _restore(out, state_path, model, ema, optimizer, generator)
+        step, losses, saved = _restore(out, state_path, model, ema, optimizer, generator)
+        if "init_from" in saved:  # a resumed continuation still says where it started
+            config["init_from"] = saved["init_from"]
         progress(f"resumed at step {step}")
     plan = None
     if budget_s is not None:

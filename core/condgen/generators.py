@@ -34,6 +34,9 @@ class Generator:
     conditions: Schema = Schema()
     default_sampler: str = "ddim"
     default_steps: int = 50
+    #: Options for ``default_sampler`` when the user picks no other sampler, e.g. ChemBFN's
+    #: argmax draws ``{"greedy": True}``; what the user passes with ``-o`` wins.
+    default_sampler_options: dict | None = None
     #: Guidance applied when the user gives none, as spec strings (e.g. ``("cfg=2",)``).
     default_guidance: tuple[str, ...] = ()
     #: Writer formats this generator's samples can be written in; the first is the default.
@@ -93,6 +96,7 @@ class Generator:
             "conditions": self.conditions.describe(),
             "default_sampler": self.default_sampler,
             "default_steps": self.default_steps,
+            "default_sampler_options": dict(self.default_sampler_options or {}),
             "default_guidance": list(self.default_guidance),
             "formats": list(self.formats),
         }
@@ -201,7 +205,8 @@ class Session:
         self.steps = generator.default_steps if steps is None else steps
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise UsageError(f"steps must be a positive integer, got {self.steps!r}")
-        self.sampler_options = dict(sampler_options or {})
+        defaults = generator.default_sampler_options if self.sampler_name == generator.default_sampler else None
+        self.sampler_options = {**(defaults or {}), **(sampler_options or {})}
         unknown = set(self.sampler_options) - set(self.sampler.options) - {"dtype"}
         if unknown:
             raise UsageError(f"sampler {self.sampler_name!r} has no option {sorted(unknown)[0]!r}; options: {', '.join(self.sampler.options) or 'none'}")

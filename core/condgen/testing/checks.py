@@ -173,6 +173,8 @@ def check_generator_declaration(generator) -> None:
     assert sampler is not None, f"generator {generator.name!r}: default sampler {generator.default_sampler!r} is not registered"
     assert generator.kind in sampler.kinds, f"default sampler {sampler.name!r} does not sample {generator.kind!r} models"
     assert isinstance(generator.default_steps, int) and generator.default_steps >= 1
+    for option in generator.default_sampler_options or {}:
+        assert option in sampler.options, f"generator {generator.name!r}: default sampler option {option!r} is not an option of {sampler.name!r}"
     for spec in generator.default_guidance:
         parse_guidance(spec, pm.guidance)
     assert generator.formats, f"generator {generator.name!r} declares no formats"

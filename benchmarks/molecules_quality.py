@@ -7,7 +7,10 @@ Unconditional samples, seed 0, the generator's default sampler and steps. FCD/Te
 against 10,000 random MOSES test molecules (ChemNet activations of our own network on
 fcd-torch's weights); the "MOSES train" row scores 10,000 training molecules the same way,
 which shows what the finite reference alone costs. Results go to
-benchmarks/molecules_quality.json and, with --write, into docs/plugins/molecules.md.
+benchmarks/molecules_quality.json, the sample pictures and the table in
+docs/plugins/molecules.md, only with --write: without it the figures are printed, so a
+candidate (``--weights``) or a sampler setting (``--greedy``) can be scored without
+touching the shipped ones.
 """
 
 from __future__ import annotations
@@ -43,14 +46,40 @@ def row(label: str, s: dict) -> str:
     return "| " + " | ".join([label] + cells) + " |"
 
 
-def sample_part(name: str, n: int, steps: int | None) -> tuple[dict, list]:
-    generator = condgen.load("molecules", name)
+def _sample_chunk(job: tuple) -> list:
+    """Samples of some indices; sample i is the same in any process or batch (per-index seeds)."""
+    name, indices, options, threads = job
+    torch.set_num_threads(threads)
+    session = condgen.load("molecules", name).session(seed=0, device="cpu", **options)
+    return [s for batch in session.plan(indices, 500) for s in session.sample(batch).samples]
+
+
+def sample_part(name: str, n: int, steps: int | None, weights: str | None = None, greedy: bool | None = None,
+                workers: int = 1) -> tuple[dict, list]:
+    import concurrent.futures
+    import multiprocessing
+
     started = time.perf_counter()
-    run = generator.generate(n=n, seed=0, device="cpu", batch_size=500, **({"steps": steps} if steps else {}))
-    scores = evaluate.quality(run.samples, fcd_reference=REFERENCE)
-    scores.update(n=n, steps=run.manifest["sampler"]["steps"], sample_s=run.manifest["timings"]["sample_s"], wall_s=time.perf_counter() - started,
-                  generator=name, weights_sha256=run.manifest["weights"]["sha256"])
-    return scores, run.samples
+    options = {"steps": steps} if steps else {}
+    if weights:
+        options["weights"] = weights
+    if greedy is not None:
+        options["sampler_options"] = {"greedy": greedy}
+    chunks = [list(range(n))[k::workers] for k in range(workers)]
+    jobs = [(name, chunk, options, torch.get_num_threads()) for chunk in chunks if chunk]
+    if len(jobs) == 1:
+        parts = [_sample_chunk(jobs[0])]
+    else:
+        with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_sample_chunk, jobs))
+    sample_s = time.perf_counter() - started
+    by_index = dict(zip([i for chunk in chunks for i in chunk], [s for part in parts for s in part]))
+    samples = [by_index[i] for i in range(n)]
+    session = condgen.load("molecules", name).session(seed=0, device="cpu", **options)  # what was run, for the record
+    scores = evaluate.quality(samples, fcd_reference=REFERENCE)
+    scores.update(n=n, steps=session.steps, sample_s=sample_s, workers=workers, wall_s=time.perf_counter() - started,
+                  generator=name, weights_sha256=session.weights_info["sha256"], sampler_options=session.sampler_options)
+    return scores, samples
 
 
 def reference_part() -> dict:
@@ -84,18 +113,27 @@ def main():
     parser.add_argument("--n", type=int, help="samples per model (default: 10,000 SELFIES, 2,000 SMILES)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--write", action="store_true", help="write the table into docs/plugins/molecules.md")
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the samples (each with --threads threads)")
+    parser.add_argument("--weights", help="score these weights instead of the shipped ones (with one model part)")
+    parser.add_argument("--greedy", choices=["true", "false"], help="bfn-discrete's greedy option (default: the generator's)")
+    parser.add_argument("--write", action="store_true", help="store the figures: JSON, pictures and the table in docs/plugins/molecules.md")
     args = parser.parse_args()
+    parts = args.only or [*PARTS, "reference"]
+    if args.weights and len([p for p in parts if p in PARTS]) != 1:
+        parser.error("--weights needs exactly one model part (--only selfies or --only smiles)")
+    greedy = None if args.greedy is None else args.greedy == "true"
     torch.set_num_threads(args.threads)
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    for part in args.only or [*PARTS, "reference"]:
+    for part in parts:
         started = time.perf_counter()
         if part == "reference":
             results[part] = reference_part()
         else:
             name, n = PARTS[part]
-            results[part], samples = sample_part(name, args.n or n, args.steps)
+            results[part], samples = sample_part(name, args.n or n, args.steps, args.weights, greedy, args.workers)
         print(part, json.dumps(results[part], default=float), f"({time.perf_counter() - started:.0f} s)", flush=True)
+        if not args.write:
+            continue
         # Re-read first: parts run in parallel processes must not drop each other's results.
         results = {**(json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}), part: results[part]}
         RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
@@ -105,12 +143,17 @@ def main():
         write_table(results, args.threads)
 
 
+def draws(scores: dict) -> str:
+    """How the sampler picked each step's token (results from before the option was recorded drew)."""
+    return "argmax" if scores.get("sampler_options", {}).get("greedy") in (True, "true") else "drawn"
+
+
 def write_table(results: dict, threads: int) -> None:
     lines = [machine(threads), "", HEADER]
     for part, label in (("selfies", "**ours, SELFIES (default)**"), ("smiles", "**ours, SMILES**"), ("reference", "MOSES train, 10k (our FCD code)")):
         if part in results:
             s = results[part]
-            extra = f", {s['n']:,} samples, {s['steps']} steps" if part != "reference" else ""
+            extra = f", {s['n']:,} samples, {s['steps']} steps, {draws(s)}" if part != "reference" else ""
             lines.append(row(label + extra, s))
     lines += ["| " + " | ".join(p) + " |" for p in PAPERS]
     if "reference" in results:

@@ -6,12 +6,13 @@ import condgen
 import numpy as np
 import pytest
 import torch
-from condgen.checkpoints import load_checkpoint, read_torch_checkpoint
+from condgen.checkpoints import load_checkpoint, read_torch_checkpoint, save_checkpoint
 from condgen.execution import SampleRNG
 from condgen.samplers.bfn import bfn_discrete, discrete_accuracy
 from condgen_molecules import chemnet, data, evaluate, writers
 from condgen_molecules.model import (
     ChemBFN,
+    RotaryPositions,
     accuracy,
     accuracy_rate,
     continuous_loss,
@@ -184,6 +185,47 @@ def test_null_condition_differs_from_a_given_one():
     assert not torch.allclose(out[0], out[1])
     again = model(theta, t, {"qed": torch.tensor([math.nan, math.nan])})
     assert torch.allclose(again[1], out[1])
+
+
+def test_rotary_positions_make_attention_scores_depend_on_the_offset_only():
+    rotary = RotaryPositions(head_dim=8, length=12, scale_base=16)
+    torch.manual_seed(0)
+    q_vec, k_vec = torch.randn(8), torch.randn(8)
+    # the same query and key content at every position: scores must be a function of m - n
+    q, k = rotary(q_vec.expand(1, 1, 12, 8), k_vec.expand(1, 1, 12, 8))
+    scores = (q @ k.transpose(-1, -2))[0, 0]
+    for offset in (-5, 0, 3):
+        diagonal = torch.diagonal(scores, offset)
+        assert torch.allclose(diagonal, diagonal[0].expand_as(diagonal), atol=1e-5), offset
+    assert not torch.allclose(torch.diagonal(scores, 0)[0], torch.diagonal(scores, 3)[0])
+    assert torch.allclose(q[0, 0, 0], q_vec) and torch.allclose(k[0, 0, 0], k_vec)  # position 0 is left as it is
+    with pytest.raises(ValueError, match="even head dimension"):
+        RotaryPositions(head_dim=5, length=4, scale_base=8)
+
+
+def test_learned_positions_still_train_and_old_checkpoints_mean_them(tmp_path, tiny):
+    assert tiny["recipe"].positions == "rope" and load_checkpoint(tiny["path"]).config["arch"]["positions"] == "rope"
+    recipe, prepared = replace(tiny["recipe"], positions="learned"), tiny["prepared"]
+    summary = train(recipe, tmp_path / "learned.safetensors", steps=40, prepared=prepared, progress=lambda m: None)
+    assert summary["final_loss"] < 0.8 * summary["first_loss"], summary
+    saved = load_checkpoint(tmp_path / "learned.safetensors")
+    assert saved.config["arch"]["positions"] == "learned" and "position" in saved.tensors
+    assert build(saved.config).blocks[0].rotary is None and build(load_checkpoint(tiny["path"]).config).position is None
+    # a checkpoint written before `positions` existed used learned positions, for --init-from too
+    old = tmp_path / "old.safetensors"
+    save_checkpoint(old, saved.tensors, {**saved.config, "arch": {k: v for k, v in saved.config["arch"].items() if k != "positions"}}, "molecules")
+    assert build(load_checkpoint(old).config).position is not None
+    train(replace(recipe, steps=1), tmp_path / "more.safetensors", prepared=prepared, init_from=old, progress=lambda m: None)
+    with pytest.raises(condgen.UsageError, match="arch differs"):
+        train(replace(tiny["recipe"], steps=1), tmp_path / "x.safetensors", prepared=prepared, init_from=old, progress=lambda m: None)
+
+
+def test_the_generator_samples_greedily_as_chembfn_unless_told_otherwise(tiny):
+    generator = condgen.load("molecules")
+    greedy = generator.generate(n=3, seed=0, steps=4, weights=str(tiny["path"]))
+    drawn = generator.generate(n=3, seed=0, steps=4, weights=str(tiny["path"]), sampler_options={"greedy": False})
+    assert greedy.manifest["sampler"]["options"] == {"greedy": True} and drawn.manifest["sampler"]["options"] == {"greedy": False}
+    assert not torch.equal(greedy.x, drawn.x)
 
 
 class _Oracle:

@@ -38,6 +38,9 @@ class MoleculesGenerator(condgen.Generator):
         "logp": _scalar("logp", "Crippen logP to aim for, within the MOSES range (omit: any)"),
     })
     default_sampler = "bfn-discrete"
+    # ChemBFN's sampler takes the argmax of the output distribution at every step (the
+    # noise of the Bayesian update keeps samples diverse); `-o greedy=false` draws instead.
+    default_sampler_options = {"greedy": True}
     default_steps = 20
     formats = ("sdf", "csv", "sdf3d")
     weights = str(WEIGHTS_DIR / "molecules.safetensors")

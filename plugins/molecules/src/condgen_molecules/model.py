@@ -2,10 +2,11 @@
 
 The network reads the input distribution theta [B, L, K] (one categorical per token
 position), the time t and the properties, and returns output logits [B, L, K]. It is a
-bidirectional transformer: theta is embedded linearly (a soft token embedding), a
-learned position embedding is added, and the time and condition embeddings modulate
-every block through adaptive layer norm (scale, shift, gate), as ChemBFN feeds its
-time/condition vector to every layer.
+bidirectional transformer: theta is embedded linearly (a soft token embedding), positions
+are either a learned embedding added to it (``positions="learned"``, the first models) or
+rotary with xPos scaling inside attention (``"rope"``, as ChemBFN's network), and the time
+and condition embeddings modulate every block through adaptive layer norm (scale, shift,
+gate), as ChemBFN feeds its time/condition vector to every layer.
 
 Accuracy schedule (ChemBFN, eq. for beta(t)): beta(t) = -4/K ln(1 - t + t e^(-K beta1/4)),
 whose rate alpha(t) = beta'(t) = 4/K (1 - e^(-K beta1/4)) / (1 - t + t e^(-K beta1/4)).
@@ -22,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 SCHEDULES = ("chembfn", "quadratic")
+POSITIONS = ("learned", "rope")
 
 
 def accuracy(t: torch.Tensor, beta1: float, k: int, schedule: str = "chembfn") -> torch.Tensor:
@@ -94,12 +96,41 @@ class PropertyEmbedding(nn.Module):
         return total
 
 
+class RotaryPositions(nn.Module):
+    """Rotary position embedding with xPos scaling (Su et al. 2021; Sun et al. 2022), as
+    ChemBFN's reference network encodes positions: channel pairs of queries and keys are
+    rotated by angle pos * 10000^(-2i/d), so attention scores depend on relative offsets,
+    and queries / keys are scaled by zeta_i^(+-pos / scale_base), which damps far pairs."""
+
+    def __init__(self, head_dim: int, length: int, scale_base: float):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary positions need an even head dimension, got {head_dim}")
+        pair = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim  # 2i / d
+        pos = torch.arange(length, dtype=torch.float64)[:, None]
+        angle = pos * 10000.0 ** (-pair)  # [L, d/2]
+        scale = ((pair + 0.4) / 1.4) ** (pos / scale_base)
+        for name, value in (("cos", angle.cos()), ("sin", angle.sin()), ("scale", scale)):
+            self.register_buffer(name, value.repeat_interleave(2, -1).float(), persistent=False)  # [L, d]
+
+    def forward(self, q, k):
+        """q, k: [B, heads, L, d] -> the rotated, scaled pair."""
+        def rotate(x):  # (x0, x1) -> (-x1, x0) in every channel pair
+            pairs = x.unflatten(-1, (-1, 2))
+            return torch.stack((-pairs[..., 1], pairs[..., 0]), -1).flatten(-2)
+
+        n = q.shape[-2]
+        cos, sin, scale = self.cos[:n], self.sin[:n], self.scale[:n]
+        return (q * cos + rotate(q) * sin) * scale, (k * cos + rotate(k) * sin) / scale
+
+
 class Block(nn.Module):
     """Pre-norm transformer block with adaLN-zero modulation by the time/condition vector."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, rotary: RotaryPositions | None = None):
         super().__init__()
         self.heads = heads
+        self.rotary = rotary
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -113,6 +144,8 @@ class Block(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(F.silu(c))[:, None].chunk(6, -1)
         b, n, w = h.shape
         q, k, v = self.qkv(self.norm1(h) * (1 + scale1) + shift1).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        if self.rotary is not None:
+            q, k = self.rotary(q, k)
         attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, w)
         h = h + gate1 * self.proj(attended)
         return h + gate2 * self.mlp(self.norm2(h) * (1 + scale2) + shift2)
@@ -129,20 +162,25 @@ class ChemBFN(nn.Module):
 
     def __init__(self, *, vocab: int, length: int, width: int, depth: int, heads: int, beta1: float,
                  properties: tuple[str, ...] = (), mean: dict | None = None, std: dict | None = None,
-                 accuracy_schedule: str = "chembfn"):
+                 accuracy_schedule: str = "chembfn", positions: str = "learned"):
         super().__init__()
         if accuracy_schedule not in SCHEDULES:
             raise ValueError(f"unknown accuracy schedule {accuracy_schedule!r}")
+        if positions not in POSITIONS:
+            raise ValueError(f"unknown position encoding {positions!r}; known: {', '.join(POSITIONS)}")
         self.num_classes, self.beta1, self.accuracy_schedule = vocab, float(beta1), accuracy_schedule
         self.sample_shape = (length,)
         self.properties = tuple(properties)
         self.mean = {k: float(v) for k, v in (mean or {}).items()}
         self.std = {k: float(v) for k, v in (std or {}).items()}
         self.embed = nn.Linear(vocab, width)
-        self.position = nn.Parameter(torch.randn(length, width) * 0.02)
+        # "learned": an absolute position vector added to the input (the first models);
+        # "rope": relative positions inside attention, shared by every block (ChemBFN's choice).
+        self.position = nn.Parameter(torch.randn(length, width) * 0.02) if positions == "learned" else None
+        rotary = RotaryPositions(width // heads, length, scale_base=width) if positions == "rope" else None
         self.time = TimeEmbedding(width)
         self.condition = PropertyEmbedding(self.properties, width)
-        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(width, heads, rotary) for _ in range(depth))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False)
         self.final_modulation = nn.Linear(width, 2 * width)
         nn.init.zeros_(self.final_modulation.weight)
@@ -152,7 +190,9 @@ class ChemBFN(nn.Module):
     def forward(self, theta, t, cond=None):
         batch = theta.shape[0]
         # 2 theta - 1 centres the uniform prior near zero (Graves et al. feed the same).
-        h = self.embed(2 * theta.float() - 1) + self.position
+        h = self.embed(2 * theta.float() - 1)
+        if self.position is not None:
+            h = h + self.position
         c = self.time(t)
         if self.properties:
             c = c + self.condition(cond or {}, batch, self.mean, self.std, theta.device)

@@ -41,11 +41,11 @@ def test_cfg_scale_one_is_the_conditional_model_and_zero_the_unconditional():
     assert torch.allclose(gen.generate(n=16, condition={"component": "south"}, seed=2, guidance=["cfg=0"]).x, uncond, atol=1e-5)
 
 
-def test_default_sampler_options_apply_to_the_default_sampler_only_and_the_user_wins():
-    gen = condgen.load("toy")
+def test_default_sampler_options_apply_to_the_default_sampler_only_and_the_user_wins(monkeypatch):
+    gen = condgen.load("toy")  # the loader's shared instance: monkeypatch restores it
     plain = gen.generate(n=6, seed=3, steps=10)
     eta1 = gen.generate(n=6, seed=3, steps=10, sampler_options={"eta": 1.0})
-    gen.default_sampler_options = {"eta": 1.0}
+    monkeypatch.setattr(gen, "default_sampler_options", {"eta": 1.0})
     run = gen.generate(n=6, seed=3, steps=10)
     assert run.manifest["sampler"]["options"] == {"eta": 1.0} and run.samples == eta1.samples != plain.samples
     assert gen.generate(n=6, seed=3, steps=10, sampler_options={"eta": 0.0}).samples == plain.samples

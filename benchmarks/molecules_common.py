@@ -22,3 +22,19 @@ def machine(threads: int) -> str:
 def write_doc(name: str, text: str) -> None:
     """Replace what stands between <!-- molecules:NAME:start --> and its end marker."""
     write_block(DOC, f"molecules:{name}", text)
+
+
+def run_options(steps: int | None = None, weights: str | None = None, greedy: bool | None = None) -> dict:
+    """``generate`` / ``session`` options of a benchmark run: the generator's defaults
+    unless steps, candidate weights or bfn-discrete's greedy option are given."""
+    options = {"steps": steps} if steps else {}
+    if weights:
+        options["weights"] = weights
+    if greedy is not None:
+        options["sampler_options"] = {"greedy": greedy}
+    return options
+
+
+def draws(sampler_options: dict | None) -> str:
+    """How the sampler picked each step's token (results from before the option was recorded drew)."""
+    return "argmax" if (sampler_options or {}).get("greedy") in (True, "true") else "drawn"

@@ -23,19 +23,17 @@ import numpy as np
 import torch
 from condgen.checkpoints import load_checkpoint
 from condgen_molecules import data, evaluate
-from condgen_molecules.tokens import TokenError, Tokenizer
-from condgen_molecules.train import CONDITIONS, bfn_loss, build
+from condgen_molecules.tokens import TokenError
+from condgen_molecules.train import CONDITIONS, bfn_loss
 
 HELD_OUT = 2000
 GENERATORS = {"selfies": "molecules", "smiles": "molecules-smiles"}
 
 
-def held_out_loss(path: str) -> float:
-    checkpoint = load_checkpoint(path)
-    tokenizer = Tokenizer.from_config(checkpoint.config["tokenizer"])
-    model = build(checkpoint.config)
-    model.load_state_dict({k: v.float() for k, v in checkpoint.tensors.items()})
+def held_out_loss(generator, path: str) -> float:
+    model, _ = generator.load_model(path)  # the generator's loader and its checks; it also sets the tokeniser
     model.eval()
+    tokenizer = generator.tokenizer
     ids, kept = [], []
     for smiles in data.moses_smiles("test", limit=int(HELD_OUT * 1.25), seed=5):
         try:
@@ -52,11 +50,10 @@ def held_out_loss(path: str) -> float:
     return float(np.mean(losses))
 
 
-def sample_check(path: str, n: int) -> dict:
+def sample_check(generator, path: str, n: int) -> dict:
     from rdkit.Chem import rdMolDescriptors
 
-    kind = load_checkpoint(path).config["tokenizer"]["kind"]
-    run = condgen.load("molecules", GENERATORS[kind]).generate(n=n, seed=0, device="cpu", batch_size=500, weights=path)
+    run = generator.generate(n=n, seed=0, device="cpu", batch_size=500, weights=path)
     scores = evaluate.quality(run.samples)
     valid = [s for s in run.samples if s["valid"]]
     if valid:
@@ -76,8 +73,9 @@ def main():
     for path in args.weights:
         started = time.perf_counter()
         config = load_checkpoint(path).config
-        result = {"weights": path, "arch": config["arch"], "trained_steps": config.get("trained_steps"), "held_out_loss": held_out_loss(path)}
-        result.update(sample_check(path, args.samples))
+        generator = condgen.load("molecules", GENERATORS[config["tokenizer"]["kind"]])
+        result = {"weights": path, "arch": config["arch"], "trained_steps": config.get("trained_steps"), "held_out_loss": held_out_loss(generator, path)}
+        result.update(sample_check(generator, path, args.samples))
         result["seconds"] = round(time.perf_counter() - started, 1)
         print(json.dumps(result, default=float), flush=True)
 

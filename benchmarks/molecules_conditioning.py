@@ -22,7 +22,7 @@ import time
 import condgen
 import numpy as np
 import torch
-from molecules_common import IMG, ROOT, machine, write_doc
+from molecules_common import IMG, ROOT, draws, machine, run_options, write_doc
 
 RESULTS = ROOT / "benchmarks" / "molecules_conditioning.json"
 TARGETS = {"qed": [0.5, 0.6, 0.7, 0.8, 0.9], "logp": [-1.0, 0.5, 1.5, 2.5, 3.5, 4.5]}
@@ -45,11 +45,8 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     generator = condgen.load("molecules", args.model)
-    options = dict(seed=0, device="cpu", batch_size=500, **({"steps": args.steps} if args.steps else {}))
-    if args.weights:
-        options["weights"] = args.weights
-    if args.greedy is not None:
-        options["sampler_options"] = {"greedy": args.greedy == "true"}
+    greedy = None if args.greedy is None else args.greedy == "true"
+    options = dict(seed=0, device="cpu", batch_size=500, **run_options(args.steps, args.weights, greedy))
     started = time.perf_counter()
     free = generator.generate(n=4 * args.n, **options)
     result = {"model": args.model, "n": args.n, "scale": args.scale, "steps": free.manifest["sampler"]["steps"],
@@ -85,7 +82,7 @@ def main():
 def table(result, threads) -> str:
     lines = [machine(threads), "",
              (f"{result['n']} samples per target and setting, {result['steps']} steps "
-              f"({'argmax' if result.get('sampler_options', {}).get('greedy') in (True, 'true') else 'drawn'} tokens), seed 0; "
+              f"({draws(result.get('sampler_options'))} tokens), seed 0; "
               f"unconditional: {4 * result['n']} samples. "
               "MAE = mean |requested - RDKit value| over valid samples."), "",
              f"| property | target | MAE unconditional | MAE conditional (cfg=1) | MAE guided (cfg={result['scale']:g}) | unconditional / guided | mean ± sd guided |",

@@ -23,7 +23,7 @@ from pathlib import Path
 import condgen
 import torch
 from condgen_molecules import data, evaluate
-from molecules_common import IMG, ROOT, machine, write_doc
+from molecules_common import IMG, ROOT, draws, machine, run_options, write_doc
 
 RESULTS = ROOT / "benchmarks" / "molecules_quality.json"
 REFERENCE = 10_000
@@ -46,25 +46,21 @@ def row(label: str, s: dict) -> str:
     return "| " + " | ".join([label] + cells) + " |"
 
 
-def _sample_chunk(job: tuple) -> list:
-    """Samples of some indices; sample i is the same in any process or batch (per-index seeds)."""
+def _sample_chunk(job: tuple) -> tuple[list, dict]:
+    """Samples of some indices and what ran them; sample i is the same in any process or
+    batch (per-index seeds)."""
     name, indices, options, threads = job
     torch.set_num_threads(threads)
     session = condgen.load("molecules", name).session(seed=0, device="cpu", **options)
-    return [s for batch in session.plan(indices, 500) for s in session.sample(batch).samples]
+    samples = [s for batch in session.plan(indices, 500) for s in session.sample(batch).samples]
+    return samples, {"steps": session.steps, "weights_sha256": session.weights_info["sha256"], "sampler_options": session.sampler_options}
 
 
-def sample_part(name: str, n: int, steps: int | None, weights: str | None = None, greedy: bool | None = None,
-                workers: int = 1) -> tuple[dict, list]:
+def sample_part(name: str, n: int, options: dict, workers: int = 1) -> tuple[dict, list]:
     import concurrent.futures
     import multiprocessing
 
     started = time.perf_counter()
-    options = {"steps": steps} if steps else {}
-    if weights:
-        options["weights"] = weights
-    if greedy is not None:
-        options["sampler_options"] = {"greedy": greedy}
     chunks = [list(range(n))[k::workers] for k in range(workers)]
     jobs = [(name, chunk, options, torch.get_num_threads()) for chunk in chunks if chunk]
     if len(jobs) == 1:
@@ -73,12 +69,10 @@ def sample_part(name: str, n: int, steps: int | None, weights: str | None = None
         with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_sample_chunk, jobs))
     sample_s = time.perf_counter() - started
-    by_index = dict(zip([i for chunk in chunks for i in chunk], [s for part in parts for s in part]))
+    by_index = dict(zip([i for chunk in chunks for i in chunk], [s for samples, _ in parts for s in samples]))
     samples = [by_index[i] for i in range(n)]
-    session = condgen.load("molecules", name).session(seed=0, device="cpu", **options)  # what was run, for the record
     scores = evaluate.quality(samples, fcd_reference=REFERENCE)
-    scores.update(n=n, steps=session.steps, sample_s=sample_s, workers=workers, wall_s=time.perf_counter() - started,
-                  generator=name, weights_sha256=session.weights_info["sha256"], sampler_options=session.sampler_options)
+    scores.update(n=n, sample_s=sample_s, workers=workers, wall_s=time.perf_counter() - started, generator=name, **parts[0][1])
     return scores, samples
 
 
@@ -130,7 +124,7 @@ def main():
             results[part] = reference_part()
         else:
             name, n = PARTS[part]
-            results[part], samples = sample_part(name, args.n or n, args.steps, args.weights, greedy, args.workers)
+            results[part], samples = sample_part(name, args.n or n, run_options(args.steps, args.weights, greedy), args.workers)
         print(part, json.dumps(results[part], default=float), f"({time.perf_counter() - started:.0f} s)", flush=True)
         if not args.write:
             continue
@@ -143,17 +137,12 @@ def main():
         write_table(results, args.threads)
 
 
-def draws(scores: dict) -> str:
-    """How the sampler picked each step's token (results from before the option was recorded drew)."""
-    return "argmax" if scores.get("sampler_options", {}).get("greedy") in (True, "true") else "drawn"
-
-
 def write_table(results: dict, threads: int) -> None:
     lines = [machine(threads), "", HEADER]
     for part, label in (("selfies", "**ours, SELFIES (default)**"), ("smiles", "**ours, SMILES**"), ("reference", "MOSES train, 10k (our FCD code)")):
         if part in results:
             s = results[part]
-            extra = f", {s['n']:,} samples, {s['steps']} steps, {draws(s)}" if part != "reference" else ""
+            extra = f", {s['n']:,} samples, {s['steps']} steps, {draws(s.get('sampler_options'))}" if part != "reference" else ""
             lines.append(row(label + extra, s))
     lines += ["| " + " | ".join(p) + " |" for p in PAPERS]
     if "reference" in results:

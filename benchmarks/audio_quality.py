@@ -30,12 +30,12 @@ import re
 import time
 from pathlib import Path
 
+import condgen
 import numpy as np
 import torch
-
-import condgen
 from condgen_audio import data, evaluate
 from condgen_audio.generator import AudioVocoderGenerator, vocode
+from samplers_common import in_index_order, in_processes, round_robin
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins" / "audio.md"
@@ -57,23 +57,13 @@ def _cascade_part(job: tuple) -> tuple[list, list]:
 def cascade(n: int, vocoder_steps: int, seed: int = 0, batch: int = 50, workers: int = 1) -> dict:
     """Digits 0-9 in turn; sample i is the same in any worker or batch (per-index seeds),
     so ``workers`` processes share the indices and the scores do not change."""
-    import concurrent.futures
-    import multiprocessing
-
     gen = condgen.load("audio")
     started = time.perf_counter()
-    chunks = [list(range(n))[k::workers] for k in range(workers)]
-    jobs = [(n, vocoder_steps, seed, batch, chunk) for chunk in chunks if chunk]
-    if workers == 1:
-        parts = [_cascade_part(jobs[0])]
-    else:
-        with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(_cascade_part, jobs))
+    chunks = round_robin(n, workers)
+    parts = in_processes(_cascade_part, [(n, vocoder_steps, seed, batch, chunk) for chunk in chunks])
     seconds = time.perf_counter() - started
-    order = np.argsort(np.concatenate(chunks))
-    samples = [s for part in parts for s in part[0]]
-    conditions = [c for part in parts for c in part[1]]
-    samples, conditions = [samples[i] for i in order], [conditions[i] for i in order]
+    samples = in_index_order(chunks, [part[0] for part in parts])
+    conditions = in_index_order(chunks, [part[1] for part in parts])
     scores = evaluate.digit_metrics(gen, samples, conditions)
     return {"n": n, "vocoder_steps": vocoder_steps, "seconds": round(seconds, 1), "workers": workers, "scores": scores,
             "samples": samples[:20], "conditions": conditions[:20]}

@@ -24,6 +24,7 @@ import condgen
 import torch
 from condgen_molecules import data, evaluate
 from molecules_common import IMG, ROOT, draws, machine, run_options, write_doc
+from samplers_common import in_index_order, in_processes, round_robin
 
 RESULTS = ROOT / "benchmarks" / "molecules_quality.json"
 REFERENCE = 10_000
@@ -57,20 +58,11 @@ def _sample_chunk(job: tuple) -> tuple[list, dict]:
 
 
 def sample_part(name: str, n: int, options: dict, workers: int = 1) -> tuple[dict, list]:
-    import concurrent.futures
-    import multiprocessing
-
     started = time.perf_counter()
-    chunks = [list(range(n))[k::workers] for k in range(workers)]
-    jobs = [(name, chunk, options, torch.get_num_threads()) for chunk in chunks if chunk]
-    if len(jobs) == 1:
-        parts = [_sample_chunk(jobs[0])]
-    else:
-        with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(_sample_chunk, jobs))
+    chunks = round_robin(n, workers)
+    parts = in_processes(_sample_chunk, [(name, chunk, options, torch.get_num_threads()) for chunk in chunks])
     sample_s = time.perf_counter() - started
-    by_index = dict(zip([i for chunk in chunks for i in chunk], [s for samples, _ in parts for s in samples]))
-    samples = [by_index[i] for i in range(n)]
+    samples = in_index_order(chunks, [samples for samples, _ in parts])
     scores = evaluate.quality(samples, fcd_reference=REFERENCE)
     scores.update(n=n, sample_s=sample_s, workers=workers, wall_s=time.perf_counter() - started, generator=name, **parts[0][1])
     return scores, samples

@@ -1,4 +1,5 @@
-"""Shared by the sampler benchmarks: the machine line, NFE budgets, writing doc blocks.
+"""Shared by the benchmarks: the machine line, NFE budgets, writing doc blocks, sharing
+sample indices among worker processes.
 
 The exact oracles come from tests/conformance/oracles.py (put on sys.path here).
 """
@@ -60,3 +61,26 @@ def write_block(doc: Path, name: str, text: str) -> None:
     if not re.search(pattern, content, flags=re.S):
         raise SystemExit(f"{doc} has no {name} markers")
     doc.write_text(re.sub(pattern, lambda m: m.group(1) + text + "\n" + m.group(2), content, flags=re.S))
+
+
+def round_robin(n: int, workers: int) -> list[list[int]]:
+    """Indices 0..n-1 dealt to ``workers`` chunks in turn (empty chunks left out)."""
+    return [chunk for chunk in (list(range(n))[k::workers] for k in range(workers)) if chunk]
+
+
+def in_processes(work, jobs: list) -> list:
+    """``work(job)`` for each job: here when there is one, else one spawned process per job
+    (spawn, not fork: torch's thread pools do not survive a fork)."""
+    if len(jobs) == 1:
+        return [work(jobs[0])]
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(work, jobs))
+
+
+def in_index_order(chunks: list[list[int]], items_per_chunk: list[list]) -> list:
+    """The items of round-robin chunks put back in index order."""
+    by_index = {i: item for chunk, items in zip(chunks, items_per_chunk) for i, item in zip(chunk, items, strict=True)}
+    return [by_index[i] for i in sorted(by_index)]

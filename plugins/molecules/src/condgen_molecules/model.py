@@ -24,6 +24,8 @@ from torch.nn import functional as F
 
 SCHEDULES = ("chembfn", "quadratic")
 POSITIONS = ("learned", "rope")
+#: What a checkpoint whose config predates the ``positions`` key was trained with.
+UNSTATED_POSITIONS = "learned"
 
 
 def accuracy(t: torch.Tensor, beta1: float, k: int, schedule: str = "chembfn") -> torch.Tensor:
@@ -162,7 +164,7 @@ class ChemBFN(nn.Module):
 
     def __init__(self, *, vocab: int, length: int, width: int, depth: int, heads: int, beta1: float,
                  properties: tuple[str, ...] = (), mean: dict | None = None, std: dict | None = None,
-                 accuracy_schedule: str = "chembfn", positions: str = "learned"):
+                 accuracy_schedule: str = "chembfn", positions: str = UNSTATED_POSITIONS):
         super().__init__()
         if accuracy_schedule not in SCHEDULES:
             raise ValueError(f"unknown accuracy schedule {accuracy_schedule!r}")

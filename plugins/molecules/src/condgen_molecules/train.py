@@ -42,7 +42,7 @@ from condgen.checkpoints import load_checkpoint, save_checkpoint
 from condgen.training import BudgetPlan, ema_update
 
 from condgen_molecules import data
-from condgen_molecules.model import ChemBFN, continuous_loss, sender_theta
+from condgen_molecules.model import POSITIONS, UNSTATED_POSITIONS, ChemBFN, continuous_loss, sender_theta
 from condgen_molecules.tokens import Tokenizer
 
 CONDITIONS = ("qed", "logp")
@@ -194,8 +194,8 @@ def _restore(out, state_path, model, ema, optimizer, generator) -> tuple[int, li
 
 
 def _with_defaults(key: str, value):
-    """Checkpoints written before ``positions`` existed used learned positions."""
-    return {"positions": "learned", **value} if key == "arch" and isinstance(value, dict) else value
+    """An arch config with the positions of checkpoints that predate the key filled in."""
+    return {"positions": UNSTATED_POSITIONS, **value} if key == "arch" and isinstance(value, dict) else value
 
 
 def _initialise(model: ChemBFN, ema: ChemBFN, path: Path, config: dict, generator: str) -> dict:
@@ -307,7 +307,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float)
     parser.add_argument("--save-seconds", type=float, help="also save the EMA weights this often (default 60)")
     parser.add_argument("--weights-dtype", choices=("float32", "float16"))
-    parser.add_argument("--positions", choices=("learned", "rope"), help="position encoding (default: the recipe's)")
+    parser.add_argument("--positions", choices=POSITIONS, help="position encoding (default: the recipe's)")
     args = parser.parse_args(argv)
     overrides = {k: getattr(args, k) for k in ("width", "depth", "heads", "batch", "warmup", "save_every", "save_seconds", "lr", "weights_dtype", "positions")
                  if getattr(args, k) is not None}

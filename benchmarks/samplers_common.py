@@ -70,14 +70,30 @@ def round_robin(n: int, workers: int) -> list[list[int]]:
 
 def in_processes(work, jobs: list) -> list:
     """``work(job)`` for each job: here when there is one, else one spawned process per job
-    (spawn, not fork: torch's thread pools do not survive a fork)."""
+    (spawn, not fork: torch's thread pools do not survive a fork). The workers end when
+    this process dies, so a killed benchmark leaves none behind to skew the next timing."""
     if len(jobs) == 1:
         return [work(jobs[0])]
     import concurrent.futures
     import multiprocessing
 
-    with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+    with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
         return list(pool.map(work, jobs))
+
+
+def _end_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as ``parent`` is gone (a SIGTERM or SIGKILL to the
+    benchmark does not reach its pool's workers)."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def in_index_order(chunks: list[list[int]], items_per_chunk: list[list]) -> list:

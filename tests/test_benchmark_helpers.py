@@ -1,7 +1,11 @@
 """The benchmarks' index sharing: every sample index goes to exactly one worker and comes
 back in its place, whatever the number of workers (the figures must not depend on it)."""
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,3 +31,40 @@ def test_in_processes_gives_the_same_parts_as_one_process():
     jobs = [-3, 4, -5]
     assert in_processes(abs, jobs) == [3, 4, 5]
     assert in_processes(abs, [-7]) == [7]
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for whoever adopted it to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc")
+def test_in_processes_workers_end_when_the_benchmark_is_killed():
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    script = f"import sys, time; sys.path.insert(0, {str(benchmarks)!r}); from samplers_common import in_processes; in_processes(time.sleep, [60, 60])"
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        workers = set()
+        while len(workers) < 2 and time.monotonic() < deadline:  # the pool spawns them lazily
+            time.sleep(0.2)
+            workers = {c for c in _children(parent.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()}
+        assert len(workers) == 2
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)]
+    finally:
+        parent.kill()

@@ -24,14 +24,19 @@ def write_doc(name: str, text: str) -> None:
     write_block(DOC, f"molecules:{name}", text)
 
 
-def run_options(steps: int | None = None, weights: str | None = None, greedy: bool | None = None) -> dict:
+def add_greedy_argument(parser) -> None:
+    parser.add_argument("--greedy", choices=["true", "false"], help="bfn-discrete's greedy option (default: the generator's)")
+
+
+def run_options(steps: int | None = None, weights: str | None = None, greedy: str | None = None) -> dict:
     """``generate`` / ``session`` options of a benchmark run: the generator's defaults
-    unless steps, candidate weights or bfn-discrete's greedy option are given."""
+    unless steps, candidate weights or bfn-discrete's greedy option (the ``--greedy``
+    choice, "true" or "false") are given."""
     options = {"steps": steps} if steps else {}
     if weights:
         options["weights"] = weights
     if greedy is not None:
-        options["sampler_options"] = {"greedy": greedy}
+        options["sampler_options"] = {"greedy": greedy == "true"}
     return options
 
 

@@ -22,7 +22,7 @@ import time
 import condgen
 import numpy as np
 import torch
-from molecules_common import IMG, ROOT, draws, machine, run_options, write_doc
+from molecules_common import IMG, ROOT, add_greedy_argument, draws, machine, run_options, write_doc
 
 RESULTS = ROOT / "benchmarks" / "molecules_conditioning.json"
 TARGETS = {"qed": [0.5, 0.6, 0.7, 0.8, 0.9], "logp": [-1.0, 0.5, 1.5, 2.5, 3.5, 4.5]}
@@ -40,13 +40,12 @@ def main():
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--weights", help="score these weights instead of the shipped ones")
-    parser.add_argument("--greedy", choices=["true", "false"], help="bfn-discrete's greedy option (default: the generator's)")
+    add_greedy_argument(parser)
     parser.add_argument("--write", action="store_true", help="store the figures: JSON, plot and the table in the docs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     generator = condgen.load("molecules", args.model)
-    greedy = None if args.greedy is None else args.greedy == "true"
-    options = dict(seed=0, device="cpu", batch_size=500, **run_options(args.steps, args.weights, greedy))
+    options = dict(seed=0, device="cpu", batch_size=500, **run_options(args.steps, args.weights, args.greedy))
     started = time.perf_counter()
     free = generator.generate(n=4 * args.n, **options)
     result = {"model": args.model, "n": args.n, "scale": args.scale, "steps": free.manifest["sampler"]["steps"],

@@ -23,7 +23,7 @@ from pathlib import Path
 import condgen
 import torch
 from condgen_molecules import data, evaluate
-from molecules_common import IMG, ROOT, draws, machine, run_options, write_doc
+from molecules_common import IMG, ROOT, add_greedy_argument, draws, machine, run_options, write_doc
 from samplers_common import in_index_order, in_processes, round_robin
 
 RESULTS = ROOT / "benchmarks" / "molecules_quality.json"
@@ -101,13 +101,12 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the samples (each with --threads threads)")
     parser.add_argument("--weights", help="score these weights instead of the shipped ones (with one model part)")
-    parser.add_argument("--greedy", choices=["true", "false"], help="bfn-discrete's greedy option (default: the generator's)")
+    add_greedy_argument(parser)
     parser.add_argument("--write", action="store_true", help="store the figures: JSON, pictures and the table in docs/plugins/molecules.md")
     args = parser.parse_args()
     parts = args.only or [*PARTS, "reference"]
     if args.weights and len([p for p in parts if p in PARTS]) != 1:
         parser.error("--weights needs exactly one model part (--only selfies or --only smiles)")
-    greedy = None if args.greedy is None else args.greedy == "true"
     torch.set_num_threads(args.threads)
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for part in parts:
@@ -116,7 +115,7 @@ def main():
             results[part] = reference_part()
         else:
             name, n = PARTS[part]
-            results[part], samples = sample_part(name, args.n or n, run_options(args.steps, args.weights, greedy), args.workers)
+            results[part], samples = sample_part(name, args.n or n, run_options(args.steps, args.weights, args.greedy), args.workers)
         print(part, json.dumps(results[part], default=float), f"({time.perf_counter() - started:.0f} s)", flush=True)
         if not args.write:
             continue

@@ -1,7 +1,6 @@
 """The benchmarks' index sharing: every sample index goes to exactly one worker and comes
 back in its place, whatever the number of workers (the figures must not depend on it)."""
 
-import os
 import signal
 import subprocess
 import sys

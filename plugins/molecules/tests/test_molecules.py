@@ -220,6 +220,26 @@ def test_learned_positions_still_train_and_old_checkpoints_mean_them(tmp_path, t
         train(replace(tiny["recipe"], steps=1), tmp_path / "x.safetensors", prepared=prepared, init_from=old, progress=lambda m: None)
 
 
+def test_properties_enter_through_an_mlp_and_old_checkpoints_keep_their_linear_map(tmp_path, tiny):
+    saved = load_checkpoint(tiny["path"])
+    assert saved.config["arch"]["condition_hidden"] == 256 and saved.tensors["condition.value.qed.0.weight"].shape == (256, 1)
+    embedding = build(saved.config).condition
+    embed = lambda qed: embedding({"qed": torch.tensor([qed])}, 1, {"qed": 0.0, "logp": 0.0}, {"qed": 1.0, "logp": 1.0}, "cpu")  # noqa: E731
+    assert not torch.allclose(embed(0.0) + embed(2.0), 2 * embed(1.0), atol=1e-4)  # not affine in the value
+    # a checkpoint written before `condition_hidden` existed had one linear map per property
+    linear = replace(tiny["recipe"], condition_hidden=0)
+    train(linear, tmp_path / "linear.safetensors", steps=2, prepared=tiny["prepared"], progress=lambda m: None)
+    written = load_checkpoint(tmp_path / "linear.safetensors")
+    old = tmp_path / "old.safetensors"
+    save_checkpoint(old, written.tensors, {**written.config, "arch": {k: v for k, v in written.config["arch"].items() if k != "condition_hidden"}}, "molecules")
+    model = build(load_checkpoint(old).config)
+    model.load_state_dict({k: v.float() for k, v in load_checkpoint(old).tensors.items()})
+    assert isinstance(model.condition.value["qed"], torch.nn.Linear)
+    train(replace(linear, steps=1), tmp_path / "more.safetensors", prepared=tiny["prepared"], init_from=old, progress=lambda m: None)
+    with pytest.raises(condgen.UsageError, match="--condition-hidden"):
+        train(replace(tiny["recipe"], steps=1), tmp_path / "x.safetensors", prepared=tiny["prepared"], init_from=old, progress=lambda m: None)
+
+
 def test_the_generator_samples_greedily_as_chembfn_unless_told_otherwise(tiny):
     generator = condgen.load("molecules")
     greedy = generator.generate(n=3, seed=0, steps=4, weights=str(tiny["path"]))

@@ -26,6 +26,9 @@ SCHEDULES = ("chembfn", "quadratic")
 POSITIONS = ("learned", "rope")
 #: What a checkpoint whose config predates the ``positions`` key was trained with.
 UNSTATED_POSITIONS = "learned"
+#: Hidden width of the property embedding of a checkpoint whose config predates the
+#: ``condition_hidden`` key: 0, a single linear map per property.
+UNSTATED_CONDITION_HIDDEN = 0
 
 
 def accuracy(t: torch.Tensor, beta1: float, k: int, schedule: str = "chembfn") -> torch.Tensor:
@@ -76,13 +79,20 @@ class TimeEmbedding(nn.Module):
 
 
 class PropertyEmbedding(nn.Module):
-    """Each normalised property through its own linear map; an absent property (NaN, the
-    null condition CFG drops to) contributes a learned null vector instead."""
+    """Each normalised property through its own small MLP (ChemBFN embeds its labels with a
+    two-layer MLP; ``hidden=0`` keeps the single linear map of the first models); an absent
+    property (NaN, the null condition CFG drops to) contributes a learned null vector instead."""
 
-    def __init__(self, names: tuple[str, ...], width: int):
+    def __init__(self, names: tuple[str, ...], width: int, hidden: int = UNSTATED_CONDITION_HIDDEN):
         super().__init__()
         self.names = tuple(names)
-        self.value = nn.ModuleDict({n: nn.Linear(1, width) for n in self.names})
+
+        def embedding():
+            if not hidden:
+                return nn.Linear(1, width)
+            return nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, width))
+
+        self.value = nn.ModuleDict({n: embedding() for n in self.names})
         self.null = nn.ParameterDict({n: nn.Parameter(torch.zeros(width)) for n in self.names})
 
     def forward(self, cond: dict, batch: int, mean: dict, std: dict, device) -> torch.Tensor:
@@ -164,7 +174,8 @@ class ChemBFN(nn.Module):
 
     def __init__(self, *, vocab: int, length: int, width: int, depth: int, heads: int, beta1: float,
                  properties: tuple[str, ...] = (), mean: dict | None = None, std: dict | None = None,
-                 accuracy_schedule: str = "chembfn", positions: str = UNSTATED_POSITIONS):
+                 accuracy_schedule: str = "chembfn", positions: str = UNSTATED_POSITIONS,
+                 condition_hidden: int = UNSTATED_CONDITION_HIDDEN):
         super().__init__()
         if accuracy_schedule not in SCHEDULES:
             raise ValueError(f"unknown accuracy schedule {accuracy_schedule!r}")
@@ -181,7 +192,7 @@ class ChemBFN(nn.Module):
         self.position = nn.Parameter(torch.randn(length, width) * 0.02) if positions == "learned" else None
         rotary = RotaryPositions(width // heads, length, scale_base=width) if positions == "rope" else None
         self.time = TimeEmbedding(width)
-        self.condition = PropertyEmbedding(self.properties, width)
+        self.condition = PropertyEmbedding(self.properties, width, condition_hidden)
         self.blocks = nn.ModuleList(Block(width, heads, rotary) for _ in range(depth))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False)
         self.final_modulation = nn.Linear(width, 2 * width)

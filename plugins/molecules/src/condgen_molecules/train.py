@@ -42,7 +42,7 @@ from condgen.checkpoints import load_checkpoint, save_checkpoint
 from condgen.training import BudgetPlan, ema_update
 
 from condgen_molecules import data
-from condgen_molecules.model import POSITIONS, UNSTATED_POSITIONS, ChemBFN, continuous_loss, sender_theta
+from condgen_molecules.model import POSITIONS, UNSTATED_CONDITION_HIDDEN, UNSTATED_POSITIONS, ChemBFN, continuous_loss, sender_theta
 from condgen_molecules.tokens import Tokenizer
 
 CONDITIONS = ("qed", "logp")
@@ -61,6 +61,9 @@ class Recipe:
     # table, what the first models used) reached held-out L_inf 68 where "rope" reached 48
     # at equal steps (docs/plugins/molecules.md, "Position encoding").
     positions: str = "rope"
+    # Properties enter through a two-layer MLP each (hidden 256, as ChemBFN's label MLP);
+    # 0 = one linear map each, what the models before session 8 used.
+    condition_hidden: int = 256
     k_beta1: float = 20.4  # K * beta1, as Graves et al. choose beta1 for text8 (27 * 0.75)
     steps: int = 2200
     batch: int = 64
@@ -120,7 +123,8 @@ def model_config(recipe: Recipe, tokenizer: Tokenizer, cond: dict) -> dict:
     return {
         "model": "chembfn",
         "tokenizer": tokenizer.config(),
-        "arch": {"width": recipe.width, "depth": recipe.depth, "heads": recipe.heads, "positions": recipe.positions},
+        "arch": {"width": recipe.width, "depth": recipe.depth, "heads": recipe.heads, "positions": recipe.positions,
+                 "condition_hidden": recipe.condition_hidden},
         "beta1": recipe.k_beta1 / tokenizer.size,
         "accuracy_schedule": "chembfn",
         "properties": list(CONDITIONS),
@@ -194,8 +198,10 @@ def _restore(out, state_path, model, ema, optimizer, generator) -> tuple[int, li
 
 
 def _with_defaults(key: str, value):
-    """An arch config with the positions of checkpoints that predate the key filled in."""
-    return {"positions": UNSTATED_POSITIONS, **value} if key == "arch" and isinstance(value, dict) else value
+    """An arch config with what checkpoints that predate a key were built with filled in."""
+    if key == "arch" and isinstance(value, dict):
+        return {"positions": UNSTATED_POSITIONS, "condition_hidden": UNSTATED_CONDITION_HIDDEN, **value}
+    return value
 
 
 def _initialise(model: ChemBFN, ema: ChemBFN, path: Path, config: dict, generator: str) -> dict:
@@ -204,7 +210,7 @@ def _initialise(model: ChemBFN, ema: ChemBFN, path: Path, config: dict, generato
     start = load_checkpoint(path, generator=generator)
     for key in ("tokenizer", "arch", "properties"):
         if _with_defaults(key, start.config.get(key)) != _with_defaults(key, config[key]):
-            raise condgen.UsageError(f"--init-from {path}: its {key} differs from this run's; train with the data and --width/--depth/--heads it was trained with")
+            raise condgen.UsageError(f"--init-from {path}: its {key} differs from this run's; train with the data and --width/--depth/--heads/--positions/--condition-hidden it was trained with")
     weights = {k: v.float() for k, v in start.tensors.items()}
     model.load_state_dict(weights)
     ema.load_state_dict(weights)
@@ -302,14 +308,14 @@ def main(argv=None):
     parser.add_argument("--budget-s", type=float, help="wall-clock training budget; sets the step count from the measured speed")
     parser.add_argument("--state", type=Path, help="training-state file (default: <out>.state.safetensors)")
     parser.add_argument("--init-from", type=Path, help="start from these weights (same tokens and shape) with a fresh optimizer")
-    for field in ("width", "depth", "heads", "batch", "warmup", "save_every"):
+    for field in ("width", "depth", "heads", "condition_hidden", "batch", "warmup", "save_every"):
         parser.add_argument(f"--{field.replace('_', '-')}", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--save-seconds", type=float, help="also save the EMA weights this often (default 60)")
     parser.add_argument("--weights-dtype", choices=("float32", "float16"))
     parser.add_argument("--positions", choices=POSITIONS, help="position encoding (default: the recipe's)")
     args = parser.parse_args(argv)
-    overrides = {k: getattr(args, k) for k in ("width", "depth", "heads", "batch", "warmup", "save_every", "save_seconds", "lr", "weights_dtype", "positions")
+    overrides = {k: getattr(args, k) for k in ("width", "depth", "heads", "condition_hidden", "batch", "warmup", "save_every", "save_seconds", "lr", "weights_dtype", "positions")
                  if getattr(args, k) is not None}
     recipe = replace(recipe_for(args.tokens), **overrides)
     say = lambda m: print(m, flush=True)  # noqa: E731

@@ -71,6 +71,14 @@ def test_bad_guidance_is_one_line(core, tmp_path, spec, fragment):
     assert_one_line_error(code, err, fragment)
 
 
+def test_an_interval_is_refused_where_there_are_no_noise_levels(core, tmp_path):
+    # a Bayesian flow model has no sigma/alpha path: the interval must not be silently ignored
+    code, _, err = core("generate", "--plugin", "molecules", "-n", "2", "--steps", "2", "-c", "qed=0.8", "-g", "cfg=2,interval=0.3:5",
+                        "--out", tmp_path / "run")
+    assert_one_line_error(code, err, "interval=LOW:HIGH is on noise levels sigma/alpha, which 'bayesian-flow' models do not have")
+    assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # nothing sampled
+
+
 def test_two_searches_are_refused(core, tmp_path):
     code, _, err = core("generate", "--plugin", "toy", "-n", "2", "-g", "best-of-n=2,reward=north", "-g", "tree=100,reward=north", "--out", tmp_path / "r")
     assert_one_line_error(code, err, "only one search")

@@ -71,6 +71,9 @@ def guided(model, *guidance):
             continue  # searches run above the sampler (condgen.search), not as wrappers
         if model.kind not in method.kinds:
             raise UsageError(f"guidance {method.name!r} does not apply to model kind {model.kind!r} (applies to {', '.join(method.kinds)})")
+        if getattr(method, "interval", None) is not None and model.kind != "denoiser":
+            # intervals are on r = sigma / alpha, which only denoisers' paths define
+            raise UsageError(f"guidance {method.name!r}: interval=LOW:HIGH is on noise levels sigma/alpha, which {model.kind!r} models do not have; leave it out")
         model = method.wrap(model)
     return model
 

@@ -5,7 +5,9 @@
 For each checkpoint: the continuous-time loss L_inf (``train.bfn_loss``, nats per
 molecule) on 2,000 MOSES test molecules that fit its tokeniser, averaged over 3 fixed
 draws of t and the sender noise (the same draws for every checkpoint), conditioned on
-their RDKit QED/logP as in training; then ``--samples`` unconditional samples with the
+their RDKit QED/logP as in training, and what each property alone is worth: the loss
+with no condition minus the loss given only that property (nats per molecule; how much
+the network reads from the condition, without sampling); then ``--samples`` unconditional samples with the
 generator's defaults (seed 0): validity, uniqueness, IntDiv1, FCD against 10,000 MOSES
 test molecules (biased upwards at small sample counts, so compare like with like), mean
 QED and aromatic rings per molecule (MOSES: 0.81 and about 2). Prints one JSON line per
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import condgen
@@ -30,7 +33,9 @@ HELD_OUT = 2000
 GENERATORS = {"selfies": "molecules", "smiles": "molecules-smiles"}
 
 
-def held_out_loss(generator, path: str) -> float:
+def held_out_losses(generator, path: str) -> dict:
+    """{"held_out_loss": L_inf given both properties, "condition_nats": {property: L_inf
+    given none - L_inf given only that one}}."""
     model, _ = generator.load_model(path)  # the generator's loader and its checks; it also sets the tokeniser
     model.eval()
     tokenizer = generator.tokenizer
@@ -44,10 +49,16 @@ def held_out_loss(generator, path: str) -> float:
     ids, kept = torch.tensor(ids[:HELD_OUT]), kept[:HELD_OUT]
     properties = data.condition_properties(kept)
     cond = {k: torch.tensor(properties[k], dtype=torch.float32) for k in CONDITIONS}
-    with torch.no_grad():
-        losses = [bfn_loss(model, ids[i:i + 500], {k: v[i:i + 500] for k, v in cond.items()}, torch.Generator().manual_seed(draw)).item()
-                  for draw in range(3) for i in range(0, len(ids), 500)]
-    return float(np.mean(losses))
+
+    def loss(given) -> float:  # the properties not given are dropped to their null, as CFG does
+        shown = {k: v if k in given else torch.full_like(v, math.nan) for k, v in cond.items()}
+        with torch.no_grad():
+            return float(np.mean([bfn_loss(model, ids[i:i + 500], {k: v[i:i + 500] for k, v in shown.items()},
+                                           torch.Generator().manual_seed(draw)).item()
+                                  for draw in range(3) for i in range(0, len(ids), 500)]))
+
+    unconditional = loss(())
+    return {"held_out_loss": loss(CONDITIONS), "condition_nats": {k: unconditional - loss((k,)) for k in CONDITIONS}}
 
 
 def sample_check(generator, path: str, n: int) -> dict:
@@ -74,7 +85,8 @@ def main():
         started = time.perf_counter()
         config = load_checkpoint(path).config
         generator = condgen.load("molecules", GENERATORS[config["tokenizer"]["kind"]])
-        result = {"weights": path, "arch": config["arch"], "trained_steps": config.get("trained_steps"), "held_out_loss": held_out_loss(generator, path)}
+        result = {"weights": path, "arch": config["arch"], "trained_steps": config.get("trained_steps"),
+                  **held_out_losses(generator, path)}
         result.update(sample_check(generator, path, args.samples))
         result["seconds"] = round(time.perf_counter() - started, 1)
         print(json.dumps(result, default=float), flush=True)

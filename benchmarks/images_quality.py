@@ -22,7 +22,7 @@ import torch
 
 import condgen
 from condgen_images import evaluate
-from condgen_images.data import DIGITS, SHAPES
+from condgen_images.data import SHAPES
 from condgen_images.grid import write_grid
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -71,9 +71,6 @@ def guided(model, *guidance):
             continue  # searches run above the sampler (condgen.search), not as wrappers
         if model.kind not in method.kinds:
             raise UsageError(f"guidance {method.name!r} does not apply to model kind {model.kind!r} (applies to {', '.join(method.kinds)})")
-        if getattr(method, "interval", None) is not None and model.kind != "denoiser":
-            # intervals are on r = sigma / alpha, which only denoisers' paths define
-            raise UsageError(f"guidance {method.name!r}: interval=LOW:HIGH is on noise levels sigma/alpha, which {model.kind!r} models do not have; leave it out")
         model = method.wrap(model)
     return model
 
@@ -302,6 +299,9 @@ class _BranchGuided(GuidedModel):
     """Runs conditional and unconditional branches as one batch and combines them."""
 
     def __init__(self, model, method):
+        if getattr(method, "interval", None) is not None and model.kind != "denoiser":
+            # intervals are on r = sigma / alpha, which only denoisers' paths define
+            raise UsageError(f"guidance {method.name!r}: interval=LOW:HIGH is on noise levels sigma/alpha, which {model.kind!r} models do not have; leave it out")
         super().__init__(model, method)
         self.state: dict = {}
         if self.kind == "masked-tokens" and hasattr(model, "cached"):
@@ -336,7 +336,7 @@ class _BranchGuided(GuidedModel):
         c, u = self.inner(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
         out = self._combine(c, u, x, t)
         interval = getattr(self.method, "interval", None)
-        if interval is not None and self.kind == "denoiser":
+        if interval is not None:  # only denoisers get this far with one (__init__)
             level = noise_level(self, t)
             inside = ((level > interval[0]) & (level <= interval[1])).to(x.device)
             out = torch.where(_shaped(inside, out).bool(), out, c)

@@ -7,11 +7,11 @@ molecule) on 2,000 MOSES test molecules that fit its tokeniser, averaged over 3 
 draws of t and the sender noise (the same draws for every checkpoint), conditioned on
 their RDKit QED/logP as in training, and what each property alone is worth: the loss
 with no condition minus the loss given only that property (nats per molecule; how much
-the network reads from the condition, without sampling); then ``--samples`` unconditional samples with the
-generator's defaults (seed 0): validity, uniqueness, IntDiv1, FCD against 10,000 MOSES
-test molecules (biased upwards at small sample counts, so compare like with like), mean
-QED and aromatic rings per molecule (MOSES: 0.81 and about 2). Prints one JSON line per
-checkpoint; writes nothing.
+the network reads from the condition, without sampling); then ``--samples``
+unconditional samples with the generator's defaults (seed 0): validity, uniqueness,
+IntDiv1, FCD against 10,000 MOSES test molecules (biased upwards at small sample counts,
+so compare like with like), mean QED and aromatic rings per molecule (MOSES: 0.81 and
+about 2). Prints one JSON line per checkpoint; writes nothing.
 """
 
 from __future__ import annotations

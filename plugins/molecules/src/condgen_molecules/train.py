@@ -308,15 +308,15 @@ def main(argv=None):
     parser.add_argument("--budget-s", type=float, help="wall-clock training budget; sets the step count from the measured speed")
     parser.add_argument("--state", type=Path, help="training-state file (default: <out>.state.safetensors)")
     parser.add_argument("--init-from", type=Path, help="start from these weights (same tokens and shape) with a fresh optimizer")
-    for field in ("width", "depth", "heads", "condition_hidden", "batch", "warmup", "save_every"):
+    int_fields = ("width", "depth", "heads", "condition_hidden", "batch", "warmup", "save_every")
+    for field in int_fields:
         parser.add_argument(f"--{field.replace('_', '-')}", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--save-seconds", type=float, help="also save the EMA weights this often (default 60)")
     parser.add_argument("--weights-dtype", choices=("float32", "float16"))
     parser.add_argument("--positions", choices=POSITIONS, help="position encoding (default: the recipe's)")
     args = parser.parse_args(argv)
-    overrides = {k: getattr(args, k) for k in ("width", "depth", "heads", "condition_hidden", "batch", "warmup", "save_every", "save_seconds", "lr", "weights_dtype", "positions")
-                 if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in (*int_fields, "save_seconds", "lr", "weights_dtype", "positions") if getattr(args, k) is not None}
     recipe = replace(recipe_for(args.tokens), **overrides)
     say = lambda m: print(m, flush=True)  # noqa: E731
     prepared = load_prepared(args.data, args.tokens, say) if args.data else None

@@ -144,7 +144,6 @@ def test_resume_without_a_run(core, tmp_path):
 
 
 def test_nan_weights_give_a_clear_error_and_keep_nothing_half_written(core, tmp_path):
-    import torch
 
     from condgen.checkpoints import save_checkpoint
     from condgen_toy.data import ring8_parameters
@@ -157,3 +156,20 @@ def test_nan_weights_give_a_clear_error_and_keep_nothing_half_written(core, tmp_
     code, _, err = core("generate", "--plugin", "toy", "-n", "4", "--weights", bad, "--out", tmp_path / "r")
     assert_one_line_error(code, err, "NaN")
     assert not list((tmp_path / "r" / "samples").iterdir())
+
+
+@pytest.mark.parametrize("bad", [
+    ("--sampler", "nope"),
+    ("-g", "magic=3"),
+    ("-o", "churn=1"),
+    ("--weights", "missing.safetensors"),
+])
+def test_a_refused_request_leaves_no_run_directory(core, tmp_path, monkeypatch, bad):
+    # The request is refused while the session is built; the run directory is made after
+    # that, so neither --out nor the default under ./runs/ is left behind, empty.
+    monkeypatch.chdir(tmp_path)
+    code, _, err = core("generate", "--plugin", "toy", "-n", "2", *bad, "--out", tmp_path / "run")
+    assert code != 0 and err.strip()
+    code, _, err = core("generate", "--plugin", "toy", "-n", "2", *bad)
+    assert code != 0 and err.strip()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

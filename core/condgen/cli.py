@@ -353,12 +353,13 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     gen = find_generator(get_plugin_manager({plugin}), plugin, model)
     parsed = gen.conditions.parse_cli(_shorthand_conditions(conditions, data=data, target=target, prompt=prompt))
     run_dir = RunDirectory(out or _default_out(gen.name))
-    run_dir.create(resume=resume)
+    run_dir.check(resume=resume)
     started = time.perf_counter()
     session = gen.session(
         parsed_conditions=parsed, sampler=sampler, steps=steps, guidance=guidance, sampler_options=_parse_options(sampler_options),
         seed=seed, device=device, dtype=dtype, compile=compile_, weights=weights, format=format_,
     )
+    run_dir.create(resume=resume)  # only now: a bad sampler, guidance or weights file writes nothing
     manifest = session.manifest(n)
     if resume:
         previous = run_dir.read_manifest()

@@ -194,14 +194,23 @@ class RunDirectory:
     def sample_path(self, index: int, extension: str) -> Path:
         return self.path / SAMPLES / f"{index:06d}.{extension}"
 
-    def create(self, resume: bool) -> None:
-        """Make the directory; a fresh run refuses a non-empty one, a resume needs a manifest."""
+    def check(self, resume: bool) -> None:
+        """Refuse, without writing anything, what ``create`` would refuse: a fresh run in a
+        non-empty directory, a resume without a manifest. Callers check before the slow
+        work (loading weights, resolving guidance) and create after it, so a request that
+        fails on the way leaves no empty run directory behind."""
         if resume:
             if not self.manifest_path.is_file():
                 raise OutputError(f"nothing to resume in {self.path}: no {MANIFEST}; run without --resume")
             return
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise OutputError(f"output directory {self.path} exists and is not empty; pass --resume to finish that run or choose another --out")
+
+    def create(self, resume: bool) -> None:
+        """Make the directory; a fresh run refuses a non-empty one, a resume needs a manifest."""
+        self.check(resume)
+        if resume:
+            return
         try:
             (self.path / SAMPLES).mkdir(parents=True, exist_ok=True)
             probe = self.path / f".write-test-{os.getpid()}"

@@ -8,7 +8,6 @@ lands in and however many devices share the work.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from typing import Sequence
 

@@ -13,7 +13,6 @@ guidance, batching, writing.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

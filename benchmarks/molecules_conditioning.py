@@ -15,14 +15,11 @@ without it they are printed only, so a candidate (``--weights``) or a sampler se
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
-import condgen
 import numpy as np
-import torch
-from molecules_common import IMG, ROOT, add_greedy_argument, draws, machine, run_options, write_doc
+from molecules_common import IMG, ROOT, draws, guided_run, machine, write_doc
 
 RESULTS = ROOT / "benchmarks" / "molecules_conditioning.json"
 TARGETS = {"qed": [0.5, 0.6, 0.7, 0.8, 0.9], "logp": [-1.0, 0.5, 1.5, 2.5, 3.5, 4.5]}
@@ -33,19 +30,7 @@ def values(run, key):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="molecules")
-    parser.add_argument("--n", type=int, default=200, help="samples per target and setting")
-    parser.add_argument("--scale", type=float, default=2.0, help="CFG scale of the guided setting")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--weights", help="score these weights instead of the shipped ones")
-    add_greedy_argument(parser)
-    parser.add_argument("--write", action="store_true", help="store the figures: JSON, plot and the table in the docs")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    generator = condgen.load("molecules", args.model)
-    options = dict(seed=0, device="cpu", batch_size=500, **run_options(args.steps, args.weights, args.greedy))
+    args, generator, options = guided_run(__doc__.splitlines()[0], 200, "store the figures: JSON, plot and the table in the docs")
     started = time.perf_counter()
     free = generator.generate(n=4 * args.n, **options)
     result = {"model": args.model, "n": args.n, "scale": args.scale, "steps": free.manifest["sampler"]["steps"],

@@ -43,9 +43,9 @@ def tiny(tmp_path_factory):
     """A tiny SELFIES ChemBFN trained for 40 steps on 400 MOSES molecules (seconds)."""
     torch.set_num_threads(1)
     recipe = replace(RECIPES["selfies"], **TINY)
-    prepared = prepare(recipe, progress=lambda m: None)
+    prepared = prepare(recipe, log=lambda m: None)
     out = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    summary = train(recipe, out, steps=40, prepared=prepared, progress=lambda m: None)
+    summary = train(recipe, out, steps=40, prepared=prepared, log=lambda m: None)
     return {"path": out, "summary": summary, "prepared": prepared, "recipe": recipe}
 
 
@@ -135,16 +135,16 @@ def test_training_lowers_the_bfn_loss(tiny):
 def test_resume_continues_exactly_where_training_stopped(tmp_path, tiny):
     recipe, prepared = replace(tiny["recipe"], save_every=10, steps=20), tiny["prepared"]
     straight, broken = tmp_path / "straight.safetensors", tmp_path / "broken.safetensors"
-    train(recipe, straight, prepared=prepared, progress=lambda m: None)
+    train(recipe, straight, prepared=prepared, log=lambda m: None)
 
     def interrupt(message):
         if message == "saved step 10":
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(recipe, broken, prepared=prepared, progress=interrupt)
+        train(recipe, broken, prepared=prepared, log=interrupt)
     assert load_checkpoint(broken).config["trained_steps"] == 10
-    train(recipe, broken, prepared=prepared, resume=True, progress=lambda m: None)
+    train(recipe, broken, prepared=prepared, resume=True, log=lambda m: None)
     a, b = load_checkpoint(straight).tensors, load_checkpoint(broken).tensors
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -152,15 +152,15 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path, tiny):
 def test_init_from_continues_from_earlier_weights_and_refuses_other_shapes(tmp_path, tiny):
     recipe, prepared = replace(tiny["recipe"], steps=2, lr=1e-6, warmup=1), tiny["prepared"]
     fresh, continued = tmp_path / "fresh.safetensors", tmp_path / "continued.safetensors"
-    first = train(recipe, fresh, prepared=prepared, progress=lambda m: None)
-    again = train(recipe, continued, prepared=prepared, init_from=tiny["path"], progress=lambda m: None)
+    first = train(recipe, fresh, prepared=prepared, log=lambda m: None)
+    again = train(recipe, continued, prepared=prepared, init_from=tiny["path"], log=lambda m: None)
     # the 40 trained steps carry over: the continuation starts at the tiny model's loss, not at random weights'
     assert again["first_loss"] < 0.8 * first["first_loss"], (first, again)
     start, after = load_checkpoint(tiny["path"]), load_checkpoint(continued)
     assert after.config["init_from"]["sha256"] == start.sha256 and after.config["init_from"]["steps_before"] == 40
     assert all(torch.allclose(after.tensors[k], start.tensors[k], atol=1e-3) for k in start.tensors)  # lr 1e-6: barely moved
     with pytest.raises(condgen.UsageError, match="--init-from .* arch differs"):
-        train(replace(recipe, width=48), tmp_path / "wider.safetensors", prepared=prepared, init_from=tiny["path"], progress=lambda m: None)
+        train(replace(recipe, width=48), tmp_path / "wider.safetensors", prepared=prepared, init_from=tiny["path"], log=lambda m: None)
 
 
 def test_condition_dropout_nulls_each_property_independently():
@@ -206,7 +206,7 @@ def test_rotary_positions_make_attention_scores_depend_on_the_offset_only():
 def test_learned_positions_still_train_and_old_checkpoints_mean_them(tmp_path, tiny):
     assert tiny["recipe"].positions == "rope" and load_checkpoint(tiny["path"]).config["arch"]["positions"] == "rope"
     recipe, prepared = replace(tiny["recipe"], positions="learned"), tiny["prepared"]
-    summary = train(recipe, tmp_path / "learned.safetensors", steps=40, prepared=prepared, progress=lambda m: None)
+    summary = train(recipe, tmp_path / "learned.safetensors", steps=40, prepared=prepared, log=lambda m: None)
     assert summary["final_loss"] < 0.8 * summary["first_loss"], summary
     saved = load_checkpoint(tmp_path / "learned.safetensors")
     assert saved.config["arch"]["positions"] == "learned" and "position" in saved.tensors
@@ -215,9 +215,9 @@ def test_learned_positions_still_train_and_old_checkpoints_mean_them(tmp_path, t
     old = tmp_path / "old.safetensors"
     save_checkpoint(old, saved.tensors, {**saved.config, "arch": {k: v for k, v in saved.config["arch"].items() if k != "positions"}}, "molecules")
     assert build(load_checkpoint(old).config).position is not None
-    train(replace(recipe, steps=1), tmp_path / "more.safetensors", prepared=prepared, init_from=old, progress=lambda m: None)
+    train(replace(recipe, steps=1), tmp_path / "more.safetensors", prepared=prepared, init_from=old, log=lambda m: None)
     with pytest.raises(condgen.UsageError, match="arch differs"):
-        train(replace(tiny["recipe"], steps=1), tmp_path / "x.safetensors", prepared=prepared, init_from=old, progress=lambda m: None)
+        train(replace(tiny["recipe"], steps=1), tmp_path / "x.safetensors", prepared=prepared, init_from=old, log=lambda m: None)
 
 
 def test_properties_enter_through_an_mlp_and_old_checkpoints_keep_their_linear_map(tmp_path, tiny):
@@ -228,16 +228,16 @@ def test_properties_enter_through_an_mlp_and_old_checkpoints_keep_their_linear_m
     assert not torch.allclose(embed(0.0) + embed(2.0), 2 * embed(1.0), atol=1e-4)  # not affine in the value
     # a checkpoint written before `condition_hidden` existed had one linear map per property
     linear = replace(tiny["recipe"], condition_hidden=0)
-    train(linear, tmp_path / "linear.safetensors", steps=2, prepared=tiny["prepared"], progress=lambda m: None)
+    train(linear, tmp_path / "linear.safetensors", steps=2, prepared=tiny["prepared"], log=lambda m: None)
     written = load_checkpoint(tmp_path / "linear.safetensors")
     old = tmp_path / "old.safetensors"
     save_checkpoint(old, written.tensors, {**written.config, "arch": {k: v for k, v in written.config["arch"].items() if k != "condition_hidden"}}, "molecules")
     model = build(load_checkpoint(old).config)
     model.load_state_dict({k: v.float() for k, v in load_checkpoint(old).tensors.items()})
     assert isinstance(model.condition.value["qed"], torch.nn.Linear)
-    train(replace(linear, steps=1), tmp_path / "more.safetensors", prepared=tiny["prepared"], init_from=old, progress=lambda m: None)
+    train(replace(linear, steps=1), tmp_path / "more.safetensors", prepared=tiny["prepared"], init_from=old, log=lambda m: None)
     with pytest.raises(condgen.UsageError, match="--condition-hidden"):
-        train(replace(tiny["recipe"], steps=1), tmp_path / "x.safetensors", prepared=tiny["prepared"], init_from=old, progress=lambda m: None)
+        train(replace(tiny["recipe"], steps=1), tmp_path / "x.safetensors", prepared=tiny["prepared"], init_from=old, log=lambda m: None)
 
 
 def test_the_generator_samples_greedily_as_chembfn_unless_told_otherwise(tiny):
@@ -388,7 +388,7 @@ def test_evaluate_reports_every_moses_metric(core, tiny):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     path = tmp_path_factory.mktemp("tokens") / "moses.npz"
-    data.export_tokens(path, molecules=120, length=52, progress=lambda m: None)
+    data.export_tokens(path, molecules=120, length=52, log=lambda m: None)
     return path
 
 
@@ -396,7 +396,7 @@ def test_exported_tokens_decode_to_the_molecules_with_their_properties(exported)
     archive = np.load(exported, allow_pickle=False)
     assert archive["selfies"].dtype == np.uint8 and archive["qed"].dtype == np.float16
     for kind in ("selfies", "smiles"):
-        prepared = load_prepared(exported, kind, progress=lambda m: None)
+        prepared = load_prepared(exported, kind, log=lambda m: None)
         tokenizer = prepared["tokenizer"]
         assert prepared["ids"].shape == (120, 52) and tokenizer.vocab[:3] == ["<pad>", "<start>", "<end>"]
         for row, qed, logp in list(zip(prepared["ids"], prepared["cond"]["qed"], prepared["cond"]["logp"]))[:15]:
@@ -438,9 +438,27 @@ def test_training_from_exported_tokens_imports_no_chemistry(exported, tmp_path):
 def test_a_budget_fixes_the_step_count_and_stops_on_time(tiny, tmp_path):
     recipe = replace(tiny["recipe"], steps=10**6)
     messages = []
-    summary = train(recipe, tmp_path / "b.safetensors", prepared=tiny["prepared"], budget_s=10.0, progress=messages.append)
+    summary = train(recipe, tmp_path / "b.safetensors", prepared=tiny["prepared"], budget_s=10.0, log=messages.append)
     planned = [m for m in messages if m.startswith("budget 10 s:")]
     assert planned, messages
     config = load_checkpoint(tmp_path / "b.safetensors").config
     assert summary["seconds"] < 12.0 and config["trained_steps"] == summary["steps"] > 120
     assert config["budget_s"] == 10.0 and config["recipe"]["steps"] < 10**6  # the plan replaced the open end
+
+
+def test_core_train_reports_progress_through_the_core_contract(core, tiny, tmp_path, monkeypatch):
+    # `core train` hands the plugin a progress(step, total, **info) callback for its bar;
+    # the plugin once called it with log lines and every run died with a TypeError.
+    import condgen_molecules.train as training
+
+    monkeypatch.setattr(training, "recipe_for", lambda tokens: tiny["recipe"])
+    monkeypatch.setattr(training, "prepare", lambda recipe, log=print: tiny["prepared"])
+    calls = []
+    summary = train(tiny["recipe"], tmp_path / "p.safetensors", steps=30, prepared=tiny["prepared"], log=lambda m: None,
+                    progress=lambda step, total, **info: calls.append((step, total, info)))
+    assert [c[0] for c in calls] == [10, 20, 30] and all(c[1] == 30 and math.isfinite(c[2]["loss"]) for c in calls)
+    assert calls[-1][2]["loss"] == summary["final_loss"]
+    out = tmp_path / "cli.safetensors"
+    code, stdout, err = core("train", "--plugin", "molecules", "--steps", "20", "--out", out)
+    assert code == 0, err
+    assert load_checkpoint(out).config["trained_steps"] == 20 and '"steps": 20' in stdout

@@ -223,7 +223,7 @@ EXPORT_KINDS = ("selfies", "smiles")
 
 
 def export_tokens(path: Path, *, molecules: int, length: int = 52, seed: int = 0, cap_bytes: int | None = None,
-                  seconds: float | None = None, progress=print) -> dict:
+                  seconds: float | None = None, log=print) -> dict:
     """Tokenise a random MOSES-train subset in both languages with its QED and logP into one
     compressed .npz (uint8 ids, float16 properties, vocabularies as unicode arrays, so it loads
     with ``allow_pickle=False``). Molecules that overflow ``length`` in either language are left
@@ -252,9 +252,9 @@ def export_tokens(path: Path, *, molecules: int, length: int = 52, seed: int = 0
             qed.append(QED.qed(mol))
             logp.append(Crippen.MolLogP(mol))
         if (n + 1) % 10_000 == 0:
-            progress(f"{len(kept)} of {n + 1} molecules tokenised with properties ({time.perf_counter() - started:.0f} s)")
+            log(f"{len(kept)} of {n + 1} molecules tokenised with properties ({time.perf_counter() - started:.0f} s)")
         if seconds is not None and time.perf_counter() - started > seconds:
-            progress(f"time is up after {n + 1} molecules")
+            log(f"time is up after {n + 1} molecules")
             break
     arrays = {"qed": np.array(qed, dtype=np.float16), "logp": np.array(logp, dtype=np.float16)}
     for kind in EXPORT_KINDS:
@@ -283,7 +283,7 @@ def export_tokens(path: Path, *, molecules: int, length: int = 52, seed: int = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(blob)
     summary = {"path": str(path), "molecules": count, "bytes": len(blob), "seconds": round(time.perf_counter() - started, 1)}
-    progress(f"wrote {summary}")
+    log(f"wrote {summary}")
     return summary
 
 
@@ -302,7 +302,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cap = int(args.cap_mb * 1_000_000) if args.cap_mb else None
     export_tokens(args.out, molecules=args.molecules, length=args.length, seed=args.seed, cap_bytes=cap,
-                  seconds=args.seconds, progress=lambda m: print(m, flush=True))
+                  seconds=args.seconds, log=lambda m: print(m, flush=True))
 
 
 if __name__ == "__main__":

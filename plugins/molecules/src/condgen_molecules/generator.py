@@ -94,7 +94,7 @@ class MoleculesGenerator(condgen.Generator):
 
         if dataset not in (None, "moses"):
             raise condgen.UsageError(f"{self.name} trains on the MOSES train split only (--dataset moses), not {dataset!r}")
-        return train(recipe_for(self.tokens), Path(out), steps=steps, seed=seed, resume=resume, progress=progress or print,
+        return train(recipe_for(self.tokens), Path(out), steps=steps, seed=seed, resume=resume, progress=progress,
                      device=str(resolve_device(device or "auto")))
 
 

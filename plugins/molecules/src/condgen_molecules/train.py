@@ -90,20 +90,22 @@ def recipe_for(tokens: str) -> Recipe:
     return RECIPES[tokens]
 
 
-def prepare(recipe: Recipe, progress=print) -> dict:
+def prepare(recipe: Recipe, log=print) -> dict:
     """Token ids [N, L], conditions and the tokeniser of the recipe's MOSES subset."""
     started = time.perf_counter()
+    log(f"data: tokenising {recipe.molecules} MOSES train molecules and computing their QED / logP with RDKit "
+        f"(about {recipe.molecules // 600 // 60 + 1} min on one core)")
     smiles = data.moses_smiles("train", limit=recipe.molecules, seed=recipe.seed_data)
     tokenizer, kept, split = Tokenizer.build(recipe.tokens, smiles, recipe.length)
     ids = torch.tensor([tokenizer.encode(s, tokens) for s, tokens in zip(kept, split)], dtype=torch.long)
     props = data.condition_properties(kept)
     cond = {k: torch.tensor(props[k], dtype=torch.float32) for k in CONDITIONS}
-    progress(f"data: {len(kept)} of {len(smiles)} MOSES train molecules fit {recipe.length} {recipe.tokens} tokens; "
+    log(f"data: {len(kept)} of {len(smiles)} MOSES train molecules fit {recipe.length} {recipe.tokens} tokens; "
              f"vocabulary {tokenizer.size}; {time.perf_counter() - started:.0f} s")
     return {"ids": ids, "cond": cond, "tokenizer": tokenizer}
 
 
-def load_prepared(path: Path, tokens: str, progress=print) -> dict:
+def load_prepared(path: Path, tokens: str, log=print) -> dict:
     """What ``prepare`` returns, read from a ``data.export_tokens`` file (no RDKit/selfies)."""
     import numpy as np
 
@@ -115,7 +117,7 @@ def load_prepared(path: Path, tokens: str, progress=print) -> dict:
         ids = torch.from_numpy(archive[tokens].astype(np.int64))
         tokenizer = Tokenizer(tokens, [str(v) for v in archive[f"{tokens}_vocab"]], ids.shape[1])
         cond = {k: torch.from_numpy(archive[k].astype(np.float32)) for k in CONDITIONS}
-    progress(f"data: {len(ids)} exported MOSES train molecules from {path}, {ids.shape[1]} {tokens} positions; vocabulary {tokenizer.size}")
+    log(f"data: {len(ids)} exported MOSES train molecules from {path}, {ids.shape[1]} {tokens} positions; vocabulary {tokenizer.size}")
     return {"ids": ids, "cond": cond, "tokenizer": tokenizer}
 
 
@@ -219,16 +221,20 @@ def _initialise(model: ChemBFN, ema: ChemBFN, path: Path, config: dict, generato
             "recipe_before": start.config.get("recipe")}
 
 
-def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, progress=print,
+def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, progress=None, log=print,
           prepared: dict | None = None, device: str = "cpu", budget_s: float | None = None, state: Path | None = None,
           init_from: Path | None = None) -> dict:
+    """Train ``recipe`` into ``out``. ``progress(step, total, loss=...)`` is the core's
+    progress contract (``core train`` draws its bar from it, every 10 steps); ``log`` gets
+    one line per event (data read, resumed, saved, and the loss every 50 steps when no
+    ``progress`` is given)."""
     torch.set_num_threads(1)  # the machine is shared; one core per training run
     recipe = replace(recipe, steps=steps) if steps else recipe
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state_path = Path(state) if state else _state_path(out)
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    prepared = prepared or prepare(recipe, progress)
+    prepared = prepared or prepare(recipe, log)
     ids, cond, tokenizer = prepared["ids"].to(device), {k: v.to(device) for k, v in prepared["cond"].items()}, prepared["tokenizer"]
     recipe = replace(recipe, molecules=len(ids))
     if device.startswith("cuda"):
@@ -242,12 +248,12 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     step, losses = 0, []
     if init_from is not None and not (resume and state_path.is_file()):
         config["init_from"] = _initialise(model, ema, Path(init_from), config, recipe.generator)
-        progress(f"starting from {init_from} ({config['init_from']['steps_before']} steps trained before)")
+        log(f"starting from {init_from} ({config['init_from']['steps_before']} steps trained before)")
     if resume and state_path.is_file():
         step, losses, saved = _restore(out, state_path, model, ema, optimizer, generator)
         if "init_from" in saved:  # a resumed continuation still says where it started
             config["init_from"] = saved["init_from"]
-        progress(f"resumed at step {step}")
+        log(f"resumed at step {step}")
     plan = None
     if budget_s is not None:
         # Until the speed is measured, the plan is open-ended; the warm-up must outlast the
@@ -259,7 +265,7 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     started, window, last_save = time.perf_counter(), [], time.perf_counter()
     while step < recipe.steps:
         if plan is not None and plan.spent():  # slower than planned (a shared device): stop on time anyway
-            progress(f"budget spent at step {step} of {recipe.steps}")
+            log(f"budget spent at step {step} of {recipe.steps}")
             break
         pick = torch.randint(len(ids), (recipe.batch,), generator=generator, device=device)
         batch_cond = drop_conditions({k: v[pick] for k, v in cond.items()}, recipe, generator)
@@ -276,22 +282,24 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
         if planned:
             recipe = replace(recipe, steps=planned)
             config["recipe"] = asdict(recipe)
-            progress(f"budget {budget_s:.0f} s: {plan.seconds_per_step * 1000:.1f} ms/step -> {recipe.steps} steps")
+            log(f"budget {budget_s:.0f} s: {plan.seconds_per_step * 1000:.1f} ms/step -> {recipe.steps} steps")
         window.append(loss.detach())  # no .item() per step: it would stall an accelerator
         if step % 10 == 0 or step == recipe.steps:  # the loss curve: means over 10 steps
             losses.append(torch.stack(window).mean().item())
             window = []
-        if step % 50 == 0 or step == recipe.steps:
-            progress(f"step {step}/{recipe.steps} loss {losses[-1]:.3f} ({time.perf_counter() - started:.0f} s)")
+            if progress is not None:
+                progress(step, recipe.steps, loss=losses[-1])
+        if progress is None and (step % 50 == 0 or step == recipe.steps):
+            log(f"step {step}/{recipe.steps} loss {losses[-1]:.3f} ({time.perf_counter() - started:.0f} s)")
         if step % recipe.save_every == 0 or step == recipe.steps or time.perf_counter() - last_save >= recipe.save_seconds:
             _save(out, state_path, recipe, config, model, ema, optimizer, step, generator, losses)
             last_save = time.perf_counter()
-            progress(f"saved step {step}")
+            log(f"saved step {step}")
     if step < recipe.steps:  # stopped by the budget: keep what was trained
         if window:
             losses.append(torch.stack(window).mean().item())
         _save(out, state_path, recipe, config, model, ema, optimizer, step, generator, losses)
-        progress(f"saved step {step}")
+        log(f"saved step {step}")
     return {"path": str(out), "steps": step, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
             "molecules": len(ids), "seconds": round(time.perf_counter() - started, 1), "device": device}
 
@@ -320,7 +328,7 @@ def main(argv=None):
     recipe = replace(recipe_for(args.tokens), **overrides)
     say = lambda m: print(m, flush=True)  # noqa: E731
     prepared = load_prepared(args.data, args.tokens, say) if args.data else None
-    summary = train(recipe, args.out, steps=args.steps, seed=args.seed, resume=args.resume, progress=say, prepared=prepared,
+    summary = train(recipe, args.out, steps=args.steps, seed=args.seed, resume=args.resume, log=say, prepared=prepared,
                     device=args.device, budget_s=args.budget_s, state=args.state, init_from=args.init_from)
     print(json.dumps(summary))
 

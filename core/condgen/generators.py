@@ -81,7 +81,12 @@ class Generator:
         return {}
 
     def train(self, *, dataset: str | None, out: Path, steps: int | None, seed: int, resume: bool, device: str, progress: Callable | None) -> dict:
-        """Train and write a checkpoint to ``out``; returns a summary (losses, steps, path)."""
+        """Train and write a checkpoint to ``out``; returns a summary (losses, steps, path).
+
+        ``progress``, when given, is ``core train``'s bar: call it as
+        ``progress(done, total, **scalars)`` (e.g. ``progress(step, steps, loss=0.42)``),
+        never with a message; print messages, which the bar keeps above itself.
+        """
         raise CondgenError(f"generator {self.name!r} has nothing to train")
 
     # -- what the core provides -------------------------------------------------------

@@ -103,7 +103,7 @@ def synthesise(voices, variants=VARIANTS, renders: int = RENDERS, seed: int = 0)
     return {"wave": np.stack(waves), "label": np.array(labels, np.int64), "voice": np.array(voice_ids, np.int64)}
 
 
-def build_corpus(directory: Path | None = None, progress=None) -> Path:
+def build_corpus(directory: Path | None = None, log=None) -> Path:
     """Write train.npz (train voices) and test.npz (unheard voices); returns the folder."""
     directory = Path(directory or corpus_dir())
     directory.mkdir(parents=True, exist_ok=True)
@@ -111,8 +111,8 @@ def build_corpus(directory: Path | None = None, progress=None) -> Path:
         target = directory / f"{split}.npz"
         if target.is_file():
             continue
-        if progress:
-            progress(f"synthesising {split} split with espeak-ng ({len(voices)} voices)")
+        if log:
+            log(f"synthesising {split} split with espeak-ng ({len(voices)} voices)")
         arrays = synthesise(voices, seed=seed)
         tmp = directory / f".{split}.tmp.npz"
         np.savez(tmp, **arrays)

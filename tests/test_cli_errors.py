@@ -173,3 +173,24 @@ def test_a_refused_request_leaves_no_run_directory(core, tmp_path, monkeypatch, 
     code, _, err = core("generate", "--plugin", "toy", "-n", "2", *bad)
     assert code != 0 and err.strip()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_interrupted_training_says_where_the_checkpoint_is_and_how_to_go_on(core, tmp_path, monkeypatch, saved):
+    from condgen_toy.generator import ToyGenerator
+
+    def train(self, *, out, progress, **_):
+        progress(3, 10, loss=0.5)
+        if saved:
+            out.write_bytes(b"whole")  # what a plugin's periodic save left
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ToyGenerator, "train", train)
+    out = tmp_path / "w.safetensors"
+    code, _, err = core("train", "--plugin", "toy", "--out", out)
+    assert code == 130
+    if saved:
+        assert_one_line_error(code, err, "interrupted", str(out), "--resume")
+        assert out.read_bytes() == b"whole"
+    else:
+        assert_one_line_error(code, err, "interrupted before the first checkpoint", "run core train again")

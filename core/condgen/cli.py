@@ -6,6 +6,7 @@ Every user error ends as one line on stderr (``error: ...``) and a non-zero exit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -397,12 +398,8 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
     manifest.update(status="running", completed=len(done), n=n)
     run_dir.write_manifest(manifest)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    previous_handler = signal.signal(signal.SIGTERM, on_term)
     try:
-        with _progress() as bar:
+        with _sigterm_interrupts(), _progress() as bar:
             task = bar.add_task(f"{gen.name} · {session.sampler_name} · {session.steps} steps", total=n, completed=len(done))
             for batch_indices in session.plan(todo, batch_size):
                 batch = session.sample(batch_indices, progress=lambda amount: bar.advance(task, amount))
@@ -421,8 +418,6 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(f"interrupted after {manifest['completed']}/{n} samples; finish with: core generate --resume --out {run_dir.path}") from None
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
     indices = list(range(n))
     samples, conditions = [], []
     for i in indices:
@@ -440,6 +435,20 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
 
 class Interrupted(CondgenError):
     exit_code = 130
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a scheduler's or CI's stop) raises KeyboardInterrupt, as Ctrl-C does, while
+    the block runs, so both take the same path that keeps finished work and says how to go on."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- train / evaluate ------------------------------------------------------------------
@@ -465,13 +474,20 @@ def train(plugin, model, dataset, steps, seed, device, out, resume):
         raise UsageError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(plugins_.datasets)) or 'none'}")
     out = out or Path("runs") / f"train-{gen.name}-{datetime.now():%Y%m%d-%H%M%S}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _progress() as bar:
-        task = bar.add_task(f"train {gen.name}", total=None)
+    try:
+        with _sigterm_interrupts(), _progress() as bar:
+            task = bar.add_task(f"train {gen.name}", total=None)
 
-        def progress(done, total, **info):
-            bar.update(task, completed=done, total=total, description=f"train {gen.name} " + " ".join(f"{k}={v:.4g}" for k, v in info.items()))
+            def progress(done, total, **info):
+                bar.update(task, completed=done, total=total, description=f"train {gen.name} " + " ".join(f"{k}={v:.4g}" for k, v in info.items()))
 
-        summary = gen.train(dataset=dataset, out=out, steps=steps, seed=seed, resume=resume, device=device, progress=progress)
+            summary = gen.train(dataset=dataset, out=out, steps=steps, seed=seed, resume=resume, device=device, progress=progress)
+    except KeyboardInterrupt:
+        # Checkpoints are written atomically, so what the plugin saved last is whole.
+        if out.is_file():
+            raise Interrupted(f"training interrupted; the last checkpoint saved is {out}; continue with: "
+                              f"core train --plugin {plugin} --model {gen.name} --out {out} --resume (where the plugin can resume)") from None
+        raise Interrupted("training interrupted before the first checkpoint was saved; run core train again") from None
     click.echo(json.dumps(summary, indent=2, default=str))
 
 

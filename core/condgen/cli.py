@@ -340,9 +340,13 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
         plugin, model, n, sampler, steps, seed = request["plugin"], request["generator"], request["n"], request["sampler"], request["steps"], request["seed"]
         conditions = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in request["conditions"].items()]
         guidance, format_ = request["guidance"] or ["none"], request["format"]  # [] was "no guidance", not "the default"
-        sampler_options = [f"{k}={v}" for k, v in request["sampler_options"].items()]
+        # as recorded, not through text: a generator's default options keep their types
+        # (greedy=True would come back as the string "True" and no longer match the run)
+        options = dict(request["sampler_options"])
     elif plugin is None:
         raise UsageError("which plugin? pass --plugin NAME (see `core plugins`)")
+    else:
+        options = _parse_options(sampler_options)
 
     from condgen.generators import find_generator
     from condgen.plugins import get_plugin_manager
@@ -357,7 +361,7 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     run_dir.check(resume=resume)
     started = time.perf_counter()
     session = gen.session(
-        parsed_conditions=parsed, sampler=sampler, steps=steps, guidance=guidance, sampler_options=_parse_options(sampler_options),
+        parsed_conditions=parsed, sampler=sampler, steps=steps, guidance=guidance, sampler_options=options,
         seed=seed, device=device, dtype=dtype, compile=compile_, weights=weights, format=format_,
     )
     run_dir.create(resume=resume)  # only now: a bad sampler, guidance or weights file writes nothing

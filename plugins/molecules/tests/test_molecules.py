@@ -462,3 +462,25 @@ def test_core_train_reports_progress_through_the_core_contract(core, tiny, tmp_p
     code, stdout, err = core("train", "--plugin", "molecules", "--steps", "20", "--out", out)
     assert code == 0, err
     assert load_checkpoint(out).config["trained_steps"] == 20 and '"steps": 20' in stdout
+
+
+def test_an_interrupted_run_resumes_with_the_generators_default_sampler_options(core, tmp_path):
+    # The default options ({"greedy": True}) are recorded with their types; resuming once
+    # sent them back through text ("True") and refused the run as changed.
+    import json
+
+    out = tmp_path / "run"
+    code, _, err = core("generate", "--plugin", "molecules", "-n", "6", "--steps", "3", "--batch-size", "2", "--out", out)
+    assert code == 0, err
+    before = (out / "samples.csv").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["request"]["sampler_options"] == {"greedy": True}
+    for index in (3, 4, 5):  # as if stopped after the first three samples
+        (out / "samples" / f"{index:06d}.sdf").unlink()
+    for name in ("samples.csv", "molecules.sdf", "grid.png"):
+        (out / name).unlink()
+    (out / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted", "completed": 3}))
+    code, _, err = core("generate", "--resume", "--out", out)
+    assert code == 0, err
+    assert (out / "samples.csv").read_text() == before
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"

@@ -139,6 +139,8 @@ def test_conformance_tests_class_runs_under_pytest_via_the_pytest11_plugin(plugi
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", str(tests)],
                             capture_output=True, text=True, cwd=tmp_path, timeout=600)
     summary = result.stdout.strip().splitlines()[-1]
-    assert "2 failed, 21 passed" in summary, result.stdout[-3000:]
+    assert "3 failed, 22 passed" in summary, result.stdout[-3000:]
     failed = sorted(line.split("::")[-1].split(" ")[0] for line in result.stdout.splitlines() if line.startswith("FAILED"))
-    assert failed == ["test_determinism_under_seed_and_batch_size[kitbad]", "test_determinism_with_classifier_free_guidance[kitbad]"], failed
+    # the bad model draws from torch's global generator: no seed fixes it, nor a resume
+    assert failed == ["test_determinism_under_seed_and_batch_size[kitbad]", "test_determinism_with_classifier_free_guidance[kitbad]",
+                      "test_resume_after_interruption[kitbad]"], failed

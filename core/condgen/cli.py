@@ -334,11 +334,14 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     if resume:
         if out is None:
             raise UsageError("--resume needs --out DIR, the directory of the run to finish")
-        request = RunDirectory(out).read_manifest()["request"]
+        previous = RunDirectory(out).read_manifest()
+        request, condition_files = previous["request"], previous.get("condition_files", {})
         given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
         _check_resume_args(given, request)
         plugin, model, n, sampler, steps, seed = request["plugin"], request["generator"], request["n"], request["sampler"], request["steps"], request["seed"]
-        conditions = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in request["conditions"].items()]
+        # arrays come back from the copies the run kept (conditions/KEY.npy), the rest as text
+        conditions = [f"{k}={Path(out) / condition_files[k]}" if k in condition_files else f"{k}={','.join(str(v) for v in vals)}"
+                      for k, vals in request["conditions"].items()]
         guidance, format_ = request["guidance"] or ["none"], request["format"]  # [] was "no guidance", not "the default"
         # as recorded, not through text: a generator's default options keep their types
         # (greedy=True would come back as the string "True" and no longer match the run)
@@ -365,18 +368,46 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
         seed=seed, device=device, dtype=dtype, compile=compile_, weights=weights, format=format_,
     )
     run_dir.create(resume=resume)  # only now: a bad sampler, guidance or weights file writes nothing
+    condition_files = condition_files if resume else _keep_tensor_conditions(run_dir, gen, parsed)
     manifest = session.manifest(n)
     if resume:
         previous = run_dir.read_manifest()
+        batch_size = batch_size or previous.get("batch_size")  # the interrupted run's batches
         if previous["request"] != manifest["request"]:
             diff = sorted(k for k in manifest["request"] if previous["request"].get(k) != manifest["request"][k])
             raise OutputError(f"cannot resume {run_dir.path}: the run's {', '.join(diff)} differ (weights changed?); start a new run")
     manifest["argv"] = sys.argv[1:]
+    if condition_files:
+        manifest["condition_files"] = condition_files
     samples, sample_conditions = _generate_into(run_dir, gen, session, manifest, n, batch_size, started)
     text = gen.echo(samples, sample_conditions)
     if text:
         click.echo(text)
     click.echo(str(run_dir.path))
+
+
+def _keep_tensor_conditions(run_dir, gen, parsed) -> dict[str, str]:
+    """Copy each array condition into the run (conditions/KEY.npy) and return where, so that
+    --resume finds it even after the user's file has moved or changed."""
+    import numpy as np
+
+    from condgen.conditions import TensorCondition
+    from condgen.outputs import atomic_write
+
+    def save(array):
+        def write(tmp):
+            with open(tmp, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+        return write
+
+    kept = {}
+    for key, values in parsed.items():
+        if isinstance(gen.conditions[key], TensorCondition) and len(values) == 1 and values[0] is not None:
+            path = run_dir.path / "conditions" / f"{key}.npy"
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, save(np.asarray(values[0], dtype=np.float32)))
+            kept[key] = f"conditions/{key}.npy"
+    return kept
 
 
 def _shorthand_conditions(conditions, **shorthands) -> list[str]:
@@ -397,17 +428,24 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
 
     writer = session.writer
     done = run_dir.finished_indices(writer.extension, n)
-    todo = [i for i in range(n) if i not in done]
+    todo = {i for i in range(n) if i not in done}
     fresh: dict[int, tuple] = {}
-    manifest.update(status="running", completed=len(done), n=n)
+    # A resumed run samples the uninterrupted run's batches (same size, same members) and
+    # writes only their missing samples, so even batch-dependent float rounding comes out
+    # as it would have: the files are byte for byte those of an uninterrupted run.
+    grid = session.plan(range(n), batch_size)
+    manifest.update(status="running", completed=len(done), n=n, batch_size=max(len(b) for b in grid))
     run_dir.write_manifest(manifest)
 
     try:
         with _sigterm_interrupts(), _progress() as bar:
             task = bar.add_task(f"{gen.name} · {session.sampler_name} · {session.steps} steps", total=n, completed=len(done))
-            for batch_indices in session.plan(todo, batch_size):
-                batch = session.sample(batch_indices, progress=lambda amount: bar.advance(task, amount))
+            for batch_indices in (b for b in grid if todo.intersection(b)):
+                share = len(todo.intersection(batch_indices)) / len(batch_indices)
+                batch = session.sample(batch_indices, progress=lambda amount, share=share: bar.advance(task, amount * share))
                 for index, sample, condition in zip(batch.indices, batch.samples, batch.conditions):
+                    if index not in todo:  # finished before the interruption: its file stays as it is
+                        continue
                     writer.write(sample, run_dir.sample_path(index, writer.extension))
                     fresh[index] = (sample, condition)
                 bar.update(task, completed=len(done) + len(fresh))

@@ -315,7 +315,7 @@ class Session:
             "plugin": self.generator.plugin,
             "generator": self.generator.name,
             "n": n,
-            "conditions": {k: [schema.display({k: v})[k] for v in vals] for k, vals in self.conditions.items()},
+            "conditions": {k: [_request_value(schema, k, v) for v in vals] for k, vals in self.conditions.items()},
             "sampler": self.sampler_name,
             "steps": self.steps,
             "sampler_options": {k: v for k, v in self.sampler_options.items() if k != "dtype"},
@@ -363,6 +363,22 @@ def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     return seed
+
+
+def _request_value(schema, key: str, value):
+    """A condition value as a request records it: its display form, and for arrays their
+    content hash too, so that a resume with another array of the same shape is refused."""
+    from condgen.conditions import TensorCondition
+
+    shown = schema.display({key: value})[key]
+    if isinstance(schema[key], TensorCondition) and value is not None:
+        import hashlib
+
+        import numpy as np
+
+        digest = hashlib.sha256(np.ascontiguousarray(value, dtype=np.float32).tobytes()).hexdigest()[:16]
+        return f"{shown} sha256:{digest}"
+    return shown
 
 
 @dataclass

@@ -362,13 +362,13 @@ def _short(value) -> str:
 # -- the command line and the run directory -----------------------------------------------
 
 
-def cli_generate(generator, directory: Path, condition: dict, *, n: int = 4, steps: int = 8) -> Path:
+def cli_generate(generator, directory: Path, condition: dict, *, n: int = 4, steps: int = 8, extra=()) -> Path:
     """`core generate` into ``directory/run``: it must succeed, print the run directory and
     write n sample files."""
     directory = Path(directory)
     run_dir = directory / "run"
     args = ["generate", "--plugin", generator.plugin, "--model", generator.name, "-n", n, "--steps", steps, "--seed", 0,
-            "--device", "cpu", "--out", run_dir, *condition_args(condition, directory)]
+            "--device", "cpu", "--out", run_dir, *condition_args(condition, directory), *extra]
     code, out, err = invoke_core(*args)
     assert code == 0, f"core {' '.join(map(str, args))} failed:\n{err}"
     assert out.strip().splitlines()[-1] == str(run_dir), out
@@ -392,6 +392,39 @@ def check_cli_smoke(generator, directory: Path, condition: dict, *, n: int = 4, 
     assert_one_line_error(code, err, "no_such_condition")
     code, _, err = invoke_core(*base, "--sampler", "no-such-sampler", "--out", directory / "bad-sampler")
     assert_one_line_error(code, err, "no-such-sampler")
+
+
+def check_resume(generator, directory: Path, condition: dict, *, n: int = 6, steps: int = 8) -> None:
+    """A `core generate` run cut short (in batches of 2, after the first half: for n = 6
+    in the middle of a batch) finishes with `core generate --resume --out DIR`, which takes
+    the whole request (conditions, array conditions included, sampler and its options,
+    guidance, format) and the batch size from the manifest: the missing samples come back
+    byte for byte as the uninterrupted run wrote them, the finished ones are not
+    rewritten, and the manifest ends complete."""
+    run_dir = cli_generate(generator, directory, condition, n=n, steps=steps, extra=("--batch-size", 2))
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    files = sorted((run_dir / "samples").iterdir())
+    before = {f.name: f.read_bytes() for f in files}
+    kept = files[: n // 2]
+    kept_times = {f.name: f.stat().st_mtime_ns for f in kept}
+    for f in files[n // 2:]:  # as a Ctrl-C after the first half would leave the run
+        f.unlink()
+    for name in manifest["files"]:
+        (run_dir / name).unlink(missing_ok=True)
+    manifest_path.write_text(json.dumps({**manifest, "status": "interrupted", "completed": len(kept)}))
+    code, _, err = invoke_core("generate", "--resume", "--out", run_dir)
+    assert code == 0, f"core generate --resume --out {run_dir} failed on an interrupted run:\n{err}"
+    after = {f.name: f.read_bytes() for f in sorted((run_dir / "samples").iterdir())}
+    assert sorted(after) == sorted(before), f"--resume left samples {sorted(after)}, the run had {sorted(before)}"
+    changed = [name for name in before if after[name] != before[name]]
+    assert not changed, f"--resume wrote {changed} differently from the uninterrupted run: sampling must depend only on seed and index"
+    rewritten = [f.name for f in kept if f.stat().st_mtime_ns != kept_times[f.name]]
+    assert not rewritten, f"--resume rewrote finished samples {rewritten}"
+    resumed = json.loads(manifest_path.read_text())
+    assert resumed["status"] == "complete" and resumed["completed"] == n, (resumed["status"], resumed["completed"])
+    missing = [name for name in resumed["files"] if not (run_dir / name).is_file()]
+    assert not missing, f"--resume did not write the collection files {missing}"
 
 
 def check_manifest(run_dir: Path, generator, *, n: int, steps: int, seed: int = 0) -> dict:

@@ -93,6 +93,9 @@ class ConformanceTests:
     def test_cli_smoke(self, generator, tmp_path):
         checks.check_cli_smoke(generator, tmp_path, self._condition(generator), n=min(self.n, 4), steps=self.steps)
 
+    def test_resume_after_interruption(self, generator, tmp_path):
+        checks.check_resume(generator, tmp_path, self._condition(generator), n=min(self.n, 6), steps=self.steps)
+
     def test_manifest_contents(self, generator, tmp_path):
         n = min(self.n, 4)
         run_dir = checks.cli_generate(generator, tmp_path, self._condition(generator), n=n, steps=self.steps)

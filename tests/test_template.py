@@ -33,7 +33,7 @@ def test_plugin_new_output_passes_its_own_tests_unchanged(core, tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     summary = result.stdout.strip().splitlines()[-1]
-    assert "15 passed" in summary and "skipped" not in summary, result.stdout[-2000:]
+    assert "16 passed" in summary and "skipped" not in summary, result.stdout[-2000:]  # 15 + the resume check
 
 
 def test_generated_files_carry_entry_point_version_range_and_ci(core, tmp_path):

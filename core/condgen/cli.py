@@ -371,7 +371,6 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     condition_files = condition_files if resume else _keep_tensor_conditions(run_dir, gen, parsed)
     manifest = session.manifest(n)
     if resume:
-        previous = run_dir.read_manifest()
         batch_size = batch_size or previous.get("batch_size")  # the interrupted run's batches
         if previous["request"] != manifest["request"]:
             diff = sorted(k for k in manifest["request"] if previous["request"].get(k) != manifest["request"][k])

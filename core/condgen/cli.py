@@ -391,20 +391,14 @@ def _keep_tensor_conditions(run_dir, gen, parsed) -> dict[str, str]:
     import numpy as np
 
     from condgen.conditions import TensorCondition
-    from condgen.outputs import atomic_write
-
-    def save(array):
-        def write(tmp):
-            with open(tmp, "wb") as handle:
-                np.save(handle, array, allow_pickle=False)
-        return write
+    from condgen.outputs import NpyWriter
 
     kept = {}
     for key, values in parsed.items():
         if isinstance(gen.conditions[key], TensorCondition) and len(values) == 1 and values[0] is not None:
             path = run_dir.path / "conditions" / f"{key}.npy"
             path.parent.mkdir(exist_ok=True)
-            atomic_write(path, save(np.asarray(values[0], dtype=np.float32)))
+            NpyWriter().write(np.asarray(values[0], dtype=np.float32), path)  # atomic, no pickle
             kept[key] = f"conditions/{key}.npy"
     return kept
 

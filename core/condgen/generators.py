@@ -332,15 +332,16 @@ class Session:
         from condgen.plugins import get_plugin_manager
 
         record = get_plugin_manager({self.generator.plugin}).records.get(self.generator.plugin) if self.generator.plugin else None
+        request = self.request(n)  # once: it hashes array conditions
         return {
             "condgen_version": condgen.__version__,
             "plugin": self.generator.plugin,
             "plugin_version": record.version if record else "",
             "generator": self.generator.name,
             "model_kind": self.generator.kind,
-            "request": self.request(n),
+            "request": request,
             "weights": self.weights_info,
-            "sampler": {"name": self.sampler_name, "steps": self.steps, "options": self.request(n)["sampler_options"], "paper": self.sampler.paper},
+            "sampler": {"name": self.sampler_name, "steps": self.steps, "options": request["sampler_options"], "paper": self.sampler.paper},
             "guidance": [g.spec() for g in self.guidance],
             "seed": self.seed,
             "device": str(self.device),

@@ -101,7 +101,7 @@ def prepare(recipe: Recipe, log=print) -> dict:
     props = data.condition_properties(kept)
     cond = {k: torch.tensor(props[k], dtype=torch.float32) for k in CONDITIONS}
     log(f"data: {len(kept)} of {len(smiles)} MOSES train molecules fit {recipe.length} {recipe.tokens} tokens; "
-             f"vocabulary {tokenizer.size}; {time.perf_counter() - started:.0f} s")
+        f"vocabulary {tokenizer.size}; {time.perf_counter() - started:.0f} s")
     return {"ids": ids, "cond": cond, "tokenizer": tokenizer}
 
 

@@ -1,23 +1,36 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - create/reuse .venv, install core + every plugin, generate toy samples and spoken digits
+#   make demo   - create/reuse .venv, install core + every plugin from uv.lock, generate toy samples and spoken digits
 #   make test   - same set-up, then the default test suite (slow tests: make test-slow)
+# Everything installed comes from uv.lock (every distribution pinned exactly, with hashes);
+# `make lock` regenerates it. Users install wheels with pip instead: README, "Install".
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.condgen-installed
-PIP_QUIET ?= -q
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# uv reads no pip config; it must never fetch a Python of its own.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow test-latest lock dist bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt $(PLUGINS) scripts/install-debian-packages
+$(UV): scripts/uv-requirements.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --require-hashes --no-deps -r scripts/uv-requirements.txt
+	touch $(UV)
+
+# --locked: refuse to run if pyproject.toml and uv.lock disagree (run `make lock`).
+$(STAMP): pyproject.toml uv.lock $(PLUGINS) scripts/install-debian-packages $(UV)
 	bash scripts/install-debian-packages
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_QUIET) -c constraints.txt -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
-	$(PY) -m pip install $(PIP_QUIET) --no-deps 'molsets==0.3.1'  # MOSES data files for plugins/molecules (its old pins and code are not used)
+	$(UV) sync --locked --all-packages --extra test --python $(PYTHON)
 	touch $(STAMP)
+
+lock: $(UV)
+	$(UV) lock
 
 demo: setup
 	$(VENV)/bin/core plugins
@@ -35,7 +48,7 @@ bench: setup
 	$(PY) benchmarks/generate_throughput.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .venv-latest dist runs .pytest_cache
 
 # Opt-in: TabPFN v1 weights for the tabular plugin's -c backbone=tabpfn, converted once from
 # the tabpfn==0.1 source archive on PyPI (TABPFN_ARCHIVE=path to use a local copy).

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from condgen.errors import CondgenError, OutputError, PluginError, UsageError
+from condgen.errors import CondgenError, OutputError, PluginError, StepFailed, UsageError
 
 BUILTIN_COMMANDS = {
     "plugins", "generate", "train", "evaluate", "samplers", "guidance", "info", "plugin", "registry", "install", "uninstall",
@@ -448,11 +448,16 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
         # Count the files on disk: the signal may land between a batch's sample files
         # (each written atomically, so whole) and the manifest update that counts them.
         finished = len(run_dir.finished_indices(writer.extension, n))
-        manifest.update(completed=finished, status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        run_dir.write_manifest(manifest)
         if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted(f"interrupted after {manifest['completed']}/{n} samples; finish with: core generate --resume --out {run_dir.path}") from None
-        raise
+            manifest.update(completed=finished, status="interrupted", error=_first_line(exc))
+            run_dir.write_manifest(manifest)
+            raise Interrupted(f"interrupted after {finished}/{n} samples; finish with: core generate --resume --out {run_dir.path}") from None
+        failure = exc if isinstance(exc, CondgenError) or not isinstance(exc, Exception) else StepFailed("sampling", exc, _kept_advice(run_dir, finished, n))
+        manifest.update(completed=finished, status="failed", error=getattr(failure, "summary", None) or _first_line(exc))
+        run_dir.write_manifest(manifest)
+        if failure is exc:
+            raise
+        raise failure from exc
     indices = list(range(n))
     samples, conditions = [], []
     for i in indices:
@@ -464,8 +469,20 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
         conditions.append(condition)
     manifest["timings"] = session.timings(len(fresh), time.perf_counter() - started)
     manifest.pop("error", None)
-    finalize(run_dir, writer, gen, indices, samples, conditions, manifest)
+    try:
+        finalize(run_dir, writer, gen, indices, samples, conditions, manifest)  # records a failure in the manifest itself
+    except StepFailed as exc:
+        raise StepFailed(exc.step, exc.cause, _kept_advice(run_dir, n, n)) from exc.cause
     return samples, conditions
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _kept_advice(run_dir, finished: int, n: int) -> str:
+    return (f"{finished}/{n} samples are kept in {run_dir.path} (manifest status 'failed'); once the cause is fixed, "
+            f"finish with: core generate --resume --out {run_dir.path} (CONDGEN_DEBUG=1 shows the traceback)")
 
 
 class Interrupted(CondgenError):

@@ -32,3 +32,15 @@ class CheckpointError(CondgenError):
 
 class OutputError(CondgenError):
     """The run directory cannot be written, or a resume does not match."""
+
+
+class StepFailed(CondgenError):
+    """A step of a run (sampling, the collection files, the preview) raised an error that
+    is not a user error; the message names the step and keeps the cause's first line."""
+
+    def __init__(self, step: str, cause: BaseException, advice: str = ""):
+        self.step = step
+        self.cause = cause
+        detail = str(cause).splitlines()[0] if str(cause) else ""
+        self.summary = f"{step} failed: {type(cause).__name__}" + (f": {detail}" if detail else "")
+        super().__init__(self.summary + (f"; {advice}" if advice else ""))

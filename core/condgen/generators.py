@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from condgen.conditions import Schema
-from condgen.errors import CheckpointError, CondgenError, PluginError, UsageError
+from condgen.errors import CheckpointError, CondgenError, PluginError, StepFailed, UsageError
 
 
 class Generator:
@@ -416,9 +416,24 @@ class Run:
 
 
 def finalize(run_dir, writer, generator: Generator, indices, samples, conditions, manifest: dict) -> dict:
-    """Write collection files, the preview and the complete manifest of a finished run."""
-    files = [p.name for p in writer.write_collection(run_dir.path, list(indices), list(samples))]
-    files += [p.name for p in generator.preview(run_dir.path, list(indices), list(samples), list(conditions))]
+    """Write collection files, the preview and the complete manifest of a finished run.
+
+    An error in either step is raised as ``StepFailed`` naming the step (a ``CondgenError``
+    the run raised itself passes through); the caller records it in the manifest."""
+    steps = (
+        (f"writing the {writer.format} collection files", lambda: writer.write_collection(run_dir.path, list(indices), list(samples))),
+        (f"the preview of generator {generator.name}", lambda: generator.preview(run_dir.path, list(indices), list(samples), list(conditions))),
+    )
+    files = []
+    for step, write in steps:
+        try:
+            files += [p.name for p in write()]
+        except Exception as exc:
+            failure = exc if isinstance(exc, CondgenError) else StepFailed(step, exc)
+            run_dir.write_manifest({**manifest, "status": "failed", "error": getattr(failure, "summary", str(failure))})
+            if failure is exc:
+                raise
+            raise failure from exc
     schema = generator.conditions
     manifest = {
         **manifest,

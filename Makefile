@@ -44,6 +44,28 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
+# Wheels and sdists of the core and of every plugin, for users' `pip install` (README,
+# "Install"), and constraints.txt: the versions this repository tests (uv.lock), for
+# `pip install -c dist/constraints.txt ...`. Built with the locked setuptools.
+DIST ?= dist
+dist: setup
+	rm -rf $(DIST)
+	$(UV) build -q --all-packages --no-build-isolation --python $(PY) -o $(DIST)
+	$(UV) export -q --frozen --all-packages --no-dev --no-hashes --no-emit-workspace --no-header -o $(DIST)/constraints.txt
+	ls $(DIST)
+
+# The far end of the ranges users get: the newest torch and torchaudio the registry has
+# (and newest of everything else the plugins' ranges allow), in a separate .venv-latest,
+# then the default suite. Results: docs/install.md, "Newest dependencies".
+test-latest: $(UV)
+	bash scripts/install-debian-packages
+	rm -rf .venv-latest
+	$(UV) venv -q --python $(PYTHON) .venv-latest
+	$(UV) pip install --no-config --python .venv-latest/bin/python --resolution highest -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p))) torch torchaudio
+	$(UV) pip install --no-config --python .venv-latest/bin/python --no-deps 'molsets==0.3.1'  # MOSES data files only
+	.venv-latest/bin/python -c "import torch, torchaudio; print('torch', torch.__version__, 'torchaudio', torchaudio.__version__)"
+	.venv-latest/bin/python -m pytest -q -p no:cacheprovider
+
 bench: setup
 	$(PY) benchmarks/generate_throughput.py
 

@@ -62,7 +62,7 @@ class Recipe:
     # at equal steps (docs/plugins/molecules.md, "Position encoding").
     positions: str = "rope"
     # Properties enter through a two-layer MLP each (hidden 256, as ChemBFN's label MLP);
-    # 0 = one linear map each, what the models before session 8 used.
+    # 0 = one linear map each, as in the recipes before the H200 run (its shipped weights too).
     condition_hidden: int = 256
     k_beta1: float = 20.4  # K * beta1, as Graves et al. choose beta1 for text8 (27 * 0.75)
     steps: int = 2200

@@ -62,12 +62,16 @@ def _fresh_venv(path: Path) -> tuple[Path, Path]:
     """A new venv whose imports fall back to a folder of links to our dependencies."""
     subprocess.run([sys.executable, "-m", "venv", path], check=True, timeout=300)
     python = path / "bin" / "python"
+    # The venv's bundled setuptools (65 on Python 3.11) is older than newer torch requires
+    # (>=77): use the project's, linked below like every other dependency.
+    subprocess.run([python, "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True, timeout=300,
+                   env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
     purelib = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   capture_output=True, text=True, check=True).stdout.strip())
     ours = Path(sysconfig.get_paths()["purelib"])
     deps = path / "project-deps"
     deps.mkdir()
-    skip = ("condgen", "__editable__", "pip", "setuptools", "_distutils_hack", "distutils-precedence", "pkg_resources", "__pycache__")
+    skip = ("condgen", "__editable__", "pip", "__pycache__")
     for entry in ours.iterdir():
         if not entry.name.lower().startswith(skip):
             (deps / entry.name).symlink_to(entry)
@@ -81,7 +85,9 @@ def test_example_plugin_from_a_wheel_in_a_fresh_venv(tmp_path):
     _wheel(EXAMPLE, tmp_path, wheels, "condgen-waves")
     python, purelib = _fresh_venv(tmp_path / "venv")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONDGEN_", "PYTHON", "PIP_", "VIRTUAL_ENV"))}
-    env.update(PATH=f"{python.parent}{os.pathsep}{env.get('PATH', '')}", PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels),
+    # PIP_CONFIG_FILE: a user's pip, not this machine's (its global constraints file caps
+    # torch below what `make test-latest` installs, and pip then refuses the linked torch)
+    env.update(PATH=f"{python.parent}{os.pathsep}{env.get('PATH', '')}", PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels), PIP_CONFIG_FILE=os.devnull,
                PIP_DISABLE_PIP_VERSION_CHECK="1", CONDGEN_CACHE=str(tmp_path / "cache"))
     runs = tmp_path / "runs"
 

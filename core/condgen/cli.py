@@ -334,7 +334,7 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     if resume:
         if out is None:
             raise UsageError("--resume needs --out DIR, the directory of the run to finish")
-        previous = RunDirectory(out).read_manifest()
+        previous = RunDirectory(out).read_request()
         request, condition_files = previous["request"], previous.get("condition_files", {})
         given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
         _check_resume_args(given, request)
@@ -351,7 +351,11 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     else:
         options = _parse_options(sampler_options)
 
-    from condgen.generators import find_generator
+    from condgen.execution import check_environment
+    from condgen.generators import check_count, find_generator
+
+    check_count(n)
+    check_environment()
     from condgen.plugins import get_plugin_manager
 
     if threads is not None:
@@ -367,6 +371,8 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
         parsed_conditions=parsed, sampler=sampler, steps=steps, guidance=guidance, sampler_options=options,
         seed=seed, device=device, dtype=dtype, compile=compile_, weights=weights, format=format_,
     )
+    if resume:
+        run_dir.check_samples_for_resume(session.writer.extension, n)
     run_dir.create(resume=resume)  # only now: a bad sampler, guidance or weights file writes nothing
     condition_files = condition_files if resume else _keep_tensor_conditions(run_dir, gen, parsed)
     manifest = session.manifest(n)

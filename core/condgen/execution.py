@@ -139,10 +139,35 @@ def plan_batches(indices: Sequence[int], batch_size: int) -> list[list[int]]:
     return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
+def check_environment() -> None:
+    """The CONDGEN_* variables a run reads, checked before it writes anything."""
+    env_memory_budget()
+    from condgen.checkpoints import cache_dir
+
+    cache = cache_dir()
+    if cache.exists() and not cache.is_dir():
+        raise UsageError(f"CONDGEN_CACHE={cache} is a file, not a folder; point it at a folder (or unset it for the default cache)")
+
+
+def env_memory_budget() -> int | None:
+    """``CONDGEN_MEMORY_BUDGET`` in bytes (``2e9`` works), or None when unset."""
+    text = os.environ.get("CONDGEN_MEMORY_BUDGET", "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 1 and value < 2**63):  # also refuses nan and inf
+        raise UsageError(f"CONDGEN_MEMORY_BUDGET={text!r} is not a number of bytes; give e.g. CONDGEN_MEMORY_BUDGET=2e9 or unset it")
+    return int(value)
+
+
 def memory_budget(device: torch.device) -> int:
     """Bytes a batch may use: ``CONDGEN_MEMORY_BUDGET`` (bytes), else half of what is free."""
-    if os.environ.get("CONDGEN_MEMORY_BUDGET"):
-        return int(float(os.environ["CONDGEN_MEMORY_BUDGET"]))
+    budget = env_memory_budget()
+    if budget is not None:
+        return budget
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free // 2

@@ -149,10 +149,79 @@ class Generator:
         )
 
 
+#: One run directory holds at most this many samples (one file each, one manifest entry
+#: each); more is refused before anything is written, not met by a MemoryError later.
+MAX_SAMPLES = 1_000_000
+#: No shared sampler gains anything past a few thousand steps; the schedule is held on the host.
+MAX_STEPS = 100_000
+
+
 def check_count(n) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UsageError(f"number of samples must be a positive integer, got {n!r}")
+    if n > MAX_SAMPLES:
+        raise UsageError(f"-n {n} is more than one run holds (at most {MAX_SAMPLES:,} samples, a file each); "
+                         f"split the work into runs of at most {MAX_SAMPLES:,} with different --seed values")
     return n
+
+
+def check_steps(steps) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise UsageError(f"steps must be a positive integer, got {steps!r}")
+    if steps > MAX_STEPS:
+        raise UsageError(f"--steps {steps} is more than any sampler needs (at most {MAX_STEPS:,}); samplers converge in tens to thousands of steps")
+    return steps
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def coerce_sampler_options(name: str, impl, options: dict) -> dict:
+    """Each option checked against the type of the sampler function's default for it: a
+    bool default takes true/false, a number default a finite number (an int default an
+    integer), a None default a finite number or a word. Text from the command line becomes
+    the value the sampler expects (``lower_order_final=false`` was the truthy "false")."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(impl).parameters
+    except (TypeError, ValueError):
+        return dict(options)
+    coerced = {}
+    for key, value in options.items():
+        default = parameters[key].default if key in parameters else None
+        coerced[key] = _coerce_option(name, key, value, default)
+    return coerced
+
+
+def _coerce_option(sampler: str, key: str, value, default):
+    import math
+
+    where = f"sampler {sampler!r}: option {key}={value!r}"
+    if isinstance(default, bool):
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in _TRUE | _FALSE:
+            return value if isinstance(value, bool) else text in _TRUE
+        raise UsageError(f"{where} is not true or false; e.g. -o {key}={'false' if default else 'true'}")
+    if isinstance(default, (int, float)) or default is None:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value) if default is not None or any(c in value.lower() for c in ".einf") else int(value)
+            except ValueError:
+                if default is None:
+                    return value  # a word for a None default (e.g. discretisation=karras)
+                raise UsageError(f"{where} is not a number; e.g. -o {key}={default!r}") from None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise UsageError(f"{where} is not a number; e.g. -o {key}={default!r}")
+        if not math.isfinite(number):
+            raise UsageError(f"{where} is not a finite number; give a finite value, e.g. -o {key}={default if default is not None else 1.0!r}")
+        if isinstance(default, int) and not isinstance(default, bool):
+            if float(number) != int(number):
+                raise UsageError(f"{where} is not a whole number; e.g. -o {key}={default}")
+            return int(number)
+        return number
+    return value
 
 
 @dataclass
@@ -206,14 +275,13 @@ class Session:
         if generator.kind not in self.sampler.kinds:
             fits = sorted(k for k, s in samplers.items() if generator.kind in s.kinds)
             raise UsageError(f"sampler {self.sampler_name!r} does not sample {generator.kind!r} models; use one of: {', '.join(fits)}")
-        self.steps = generator.default_steps if steps is None else steps
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise UsageError(f"steps must be a positive integer, got {self.steps!r}")
+        self.steps = check_steps(generator.default_steps if steps is None else steps)
         defaults = generator.default_sampler_options if self.sampler_name == generator.default_sampler else None
         self.sampler_options = {**(defaults or {}), **(sampler_options or {})}
         unknown = set(self.sampler_options) - set(self.sampler.options) - {"dtype"}
         if unknown:
             raise UsageError(f"sampler {self.sampler_name!r} has no option {sorted(unknown)[0]!r}; options: {', '.join(self.sampler.options) or 'none'}")
+        self.sampler_options = coerce_sampler_options(self.sampler_name, self.sampler.load(), self.sampler_options)
         specs = list(guidance) if guidance else list(generator.default_guidance)
         if any(isinstance(g, str) and g.strip() == "none" for g in specs):
             if len(specs) > 1:

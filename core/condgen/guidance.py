@@ -116,18 +116,21 @@ def _per_sample_dot(a, b):
 # -- parsing helpers --------------------------------------------------------------------
 
 
-def _number(method: str, key: str, value: str, cast=float):
+def _number(method: str, key: str, value: str, cast=float, allow_inf: bool = False):
     try:
-        return cast(value)
+        number = cast(value)
     except (TypeError, ValueError):
         raise UsageError(f"{method}: {key} {value!r} is not a number") from None
+    if math.isnan(number) or (math.isinf(number) and not allow_inf):
+        raise UsageError(f"{method}: {key} {value!r} is not a finite number; give a finite {key}, e.g. --guidance {method}=2")
+    return number
 
 
 def _range(method: str, value: str) -> tuple[float, float]:
     lo, sep, hi = value.partition(":")
     if not sep:
         raise UsageError(f"{method}: interval {value!r} is not LOW:HIGH (noise levels sigma/alpha), e.g. interval=0.3:5")
-    low, high = _number(method, "interval", lo or "0"), _number(method, "interval", hi or "inf")
+    low, high = _number(method, "interval", lo or "0"), _number(method, "interval", hi or "inf", allow_inf=True)
     if not 0 <= low < high:
         raise UsageError(f"{method}: interval {value!r} needs 0 <= LOW < HIGH")
     return low, high
@@ -257,7 +260,7 @@ class APG:
             _primary("apg", value, "apg=7,eta=0"),
             eta=_number("apg", "eta", options.get("eta", "0")),
             momentum=_number("apg", "momentum", options.get("momentum", "0")),
-            norm=_number("apg", "norm", options.get("norm", "inf")),
+            norm=_number("apg", "norm", options.get("norm", "inf"), allow_inf=True),
             interval=_range("apg", options["interval"]) if "interval" in options else None,
             keys=tuple(options["keys"].split("+")) if "keys" in options else None,
         )

@@ -181,6 +181,20 @@ def parse_number(text: str):
     return text
 
 
+#: What a run's request must hold for a resume, and the type of each value.
+REQUEST_FIELDS = {
+    "plugin": str, "generator": str, "n": int, "conditions": dict, "sampler": str, "steps": int,
+    "sampler_options": dict, "guidance": list, "seed": int, "format": str, "weights_sha256": str,
+}
+
+
+def request_fingerprint(request: dict) -> str:
+    """sha256 of the request's canonical JSON: a resume refuses a manifest edited by hand."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class RunDirectory:
     """The files of one run: samples, collections and the manifest."""
 
@@ -222,11 +236,60 @@ class RunDirectory:
     def read_manifest(self) -> dict:
         try:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise OutputError(f"cannot read {self.manifest_path} ({exc}); the run cannot be resumed, start a new one") from None
 
+    def read_request(self) -> dict:
+        """The manifest of a run to resume, checked: an object whose request has every key
+        with the right type, unchanged since the run wrote it (``request_sha256``)."""
+        manifest = self.read_manifest()
+        where = f"{self.manifest_path} is not a condgen run manifest"
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("request"), dict):
+            raise OutputError(f"{where} (no request object); the run cannot be resumed, start a new one")
+        request = manifest["request"]
+        for key, kind in REQUEST_FIELDS.items():
+            value = request.get(key)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise OutputError(f"{where} (request.{key} is missing or not {getattr(kind, '__name__', 'valid')}); the run cannot be resumed, start a new one")
+        if request["n"] < 1 or request["seed"] < 0 or request["steps"] < 1:
+            raise OutputError(f"{where} (request n={request['n']}, seed={request['seed']}, steps={request['steps']}); start a new run")
+        recorded = manifest.get("request_sha256")
+        if recorded is not None and recorded != request_fingerprint(request):
+            raise OutputError(f"{self.manifest_path}: the request was edited after the run wrote it (seed, n ... no longer match its samples); "
+                              "resume only unedited runs, or start a new one")
+        if not isinstance(manifest.get("condition_files", {}), dict):
+            raise OutputError(f"{where} (condition_files is not an object); start a new run")
+        return manifest
+
+    def check_samples_for_resume(self, extension: str, n: int) -> None:
+        """Refuse a directory whose sample files cannot all be this run's: another format
+        (another generator's files), indices past n, empty files or folders. Stale
+        temporary files of a killed write are ours and safe to sweep."""
+        folder = self.path / SAMPLES
+        if not folder.is_dir():
+            return
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith(".") and ".tmp-" in entry.name and entry.is_file():
+                entry.unlink()  # half a write, never renamed into place: not a sample
+                continue
+            stem, dot, ext = entry.name.partition(".")
+            problem = None
+            if not (stem.isdigit() and dot and ext == extension):
+                problem = f"{entry.name} is not a .{extension} sample of this run"
+            elif int(stem) >= n:
+                problem = f"{entry.name} is past the run's n={n}"
+            elif not entry.is_file():
+                problem = f"{entry.name} is not a file"
+            elif entry.stat().st_size == 0:
+                problem = f"{entry.name} is empty"
+            if problem:
+                raise OutputError(f"cannot resume {self.path}: {problem}; remove it (or start a new run) and resume again")
+
     def write_manifest(self, manifest: dict) -> None:
-        write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        manifest = json.loads(json.dumps(manifest, default=str))  # what a reader will see
+        if isinstance(manifest.get("request"), dict):
+            manifest["request_sha256"] = request_fingerprint(manifest["request"])
+        write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
     def finished_indices(self, extension: str, n: int) -> set[int]:
         """Indices whose sample file exists: atomic writes mean they are whole."""

@@ -128,7 +128,7 @@ class VocoderSession(Session):
         if "mel" not in self.conditions:
             raise condgen.ConditionError(f"condition 'mel' is needed; accepted: {generator.conditions['mel'].accepted()} (-c mel=FILE.wav)")
 
-    def _sample_shape(self):
+    def sample_shape(self):
         frames = self.conditions["mel"][0].shape[-1]
         return (1, frames * self.generator.hop)
 

@@ -7,6 +7,7 @@ import tomllib
 
 import pytest
 
+import condgen
 from condgen.templates import condgen_requirement
 from condgen.testing import assert_one_line_error
 
@@ -53,7 +54,7 @@ def test_generated_files_carry_entry_point_version_range_and_ci(core, tmp_path):
     assert project_table["entry-points"]["condgen"] == {"tiny-seq": "condgen_tiny_seq.plugin"}
     assert "condgen>=0.1,<0.2" in project_table["dependencies"]
     plugin_py = (project / "src" / "condgen_tiny_seq" / "plugin.py").read_text()
-    assert '__condgen_api__ = "1.0"' in plugin_py and "\nimport torch" not in plugin_py
+    assert f'__condgen_api__ = "{condgen.PLUGIN_API}"' in plugin_py and "\nimport torch" not in plugin_py
     assert "class TinySeqGenerator(condgen.Generator)" in (project / "src" / "condgen_tiny_seq" / "generator.py").read_text()
     assert "python -m pytest" in (project / ".github" / "workflows" / "ci.yml").read_text()
     for path in project.rglob("*"):

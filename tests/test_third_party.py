@@ -20,6 +20,7 @@ How the environment is made, and why it is honest and fast:
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,7 +151,10 @@ def test_example_plugin_from_a_wheel_in_a_fresh_venv(tmp_path):
 
 def test_the_example_is_the_templates_output_where_its_readme_says_so(tmp_path):
     description = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["description"]
-    render(template_values("waves", description), tmp_path)
+    # The template writes the current plugin API; the example keeps the one it was written
+    # for (1.0: it uses no newer name, and newer cores load it), so render with that.
+    declared = re.search(r'^__condgen_api__ = "([\d.]+)"$', (EXAMPLE / "src" / "condgen_waves" / "plugin.py").read_text(), re.M).group(1)
+    render({**template_values("waves", description), "api": declared}, tmp_path)
     for name in FROM_TEMPLATE:
         assert (EXAMPLE / name).read_text() == (tmp_path / name).read_text(), f"{name} drifted from the template; regenerate or update the README"
     template_train = (tmp_path / "src/condgen_waves/train.py").read_text().splitlines()

@@ -9,9 +9,8 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from condgen.checkpoints import read_torch_checkpoint
 from condgen.errors import CheckpointError
-from condgen.torch_pickle import Opaque
+from condgen.torch_pickle import Opaque, read_torch_checkpoint
 
 
 def _state():

@@ -1,12 +1,14 @@
 """condgen: conditional generation across domains with shared samplers and guidance.
 
-Everything a plugin or a user needs is importable from here. Importing ``condgen`` is
-cheap and does not import torch: the torch-backed names are resolved on first use.
+Everything a plugin or a user needs is importable from here; tests also use
+``condgen.testing``. These two are the public API (docs/plugin-authors.md, "The public
+API", lists every name); every other module is internal. Importing ``condgen`` is cheap
+and does not import torch: the torch-backed names are resolved on first use.
 """
 
 from importlib import import_module
 
-from condgen.errors import CondgenError, ConditionError, CheckpointError, PluginError, UsageError
+from condgen.errors import CheckpointError, CondgenError, ConditionError, OutputError, PluginError, UsageError
 from condgen.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -14,7 +16,7 @@ __version__ = "0.1.0"
 #: Version of the hook and object API offered to plugins, "major.minor". A plugin
 #: declares the version it was written for as ``__condgen_api__``; it loads when the
 #: major numbers are equal and its minor is not newer than ours.
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"
 
 # name -> module that defines it; imported on first attribute access (PEP 562) so that
 # `core --help` and plugin registration never pay for torch.
@@ -48,6 +50,26 @@ _LAZY = {
     "save_checkpoint": "condgen.checkpoints",
     "load_checkpoint": "condgen.checkpoints",
     "get_plugin_manager": "condgen.plugins",
+    # Added in plugin API 1.1: what first-party plugins had imported from internal modules.
+    "Condition": "condgen.conditions",
+    "Session": "condgen.generators",
+    "Batch": "condgen.generators",
+    "NoisePath": "condgen.paths",
+    "VEPath": "condgen.paths",
+    "FlowPath": "condgen.paths",
+    "find_sampler": "condgen.plugins",
+    "find_guidance": "condgen.plugins",
+    "resolve_device": "condgen.execution",
+    "CsvWriter": "condgen.outputs",
+    "parse_number": "condgen.outputs",
+    "atomic_write": "condgen.outputs",
+    "write_text": "condgen.outputs",
+    "Checkpoint": "condgen.checkpoints",
+    "cache_dir": "condgen.checkpoints",
+    "sha256_file": "condgen.checkpoints",
+    "read_torch_checkpoint": "condgen.torch_pickle",
+    "BudgetPlan": "condgen.training",
+    "ema_update": "condgen.training",
 }
 
 __all__ = [
@@ -57,6 +79,7 @@ __all__ = [
     "CondgenError",
     "ConditionError",
     "CheckpointError",
+    "OutputError",
     "PluginError",
     "UsageError",
     *_LAZY,

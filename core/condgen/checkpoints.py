@@ -14,11 +14,11 @@ import os
 import shutil
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from condgen.errors import CheckpointError
-from condgen.torch_pickle import read_torch_checkpoint  # noqa: F401  (re-exported: converters use it)
 
 FORMAT_VERSION = "1"
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -35,6 +35,7 @@ def cache_dir() -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -135,3 +136,19 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict, config: dict, genera
     path = Path(path)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
     return sha256_file(path)
+
+
+#: Names plugins imported from here before they became public under another path: still
+#: importable here (PEP 562) until plugin API 2.0, with a warning that names the new path.
+_MOVED = {"read_torch_checkpoint": ("condgen.torch_pickle", "condgen.read_torch_checkpoint")}
+
+
+def __getattr__(name):
+    if name not in _MOVED:
+        raise AttributeError(f"module 'condgen.checkpoints' has no attribute {name!r}")
+    home, public = _MOVED[name]
+    warnings.warn(f"condgen.checkpoints.{name} is deprecated since plugin API 1.1 and will be removed in 2.0; "
+                  f"use {public}", DeprecationWarning, stacklevel=2)
+    from importlib import import_module
+
+    return getattr(import_module(home), name)

@@ -226,6 +226,9 @@ def _coerce_option(sampler: str, key: str, value, default):
 
 @dataclass
 class Batch:
+    """One sampled batch: the indices, the sampler's tensor, the decoded samples, each
+    sample's condition and the model evaluations each sample saw."""
+
     indices: list[int]
     x: Any
     samples: list
@@ -238,6 +241,8 @@ class Session:
 
     ``sample(indices)`` is a pure function of the indices (and the session's settings):
     sample i is the same in any batch, so runs can be split, resumed and sharded.
+    A generator whose sampling has more stages returns a subclass from
+    ``Generator.session`` (the audio cascade vocodes in ``sample``).
     """
 
     def __init__(
@@ -337,7 +342,7 @@ class Session:
         conditions = [self.generator.conditions.per_sample(self.conditions, i) for i in indices]
         cond = cond_to(self.generator.conditions.encode(conditions), self.device)
         rng = execution.SampleRNG(self.seed, indices, self.device)
-        shape = (len(indices), *self._sample_shape())
+        shape = (len(indices), *self.sample_shape())
         callback = (lambda step, steps: progress(len(indices) / steps)) if progress else None
         started = time.perf_counter()
         bind_rng(self.model, rng)
@@ -370,7 +375,9 @@ class Session:
             return torch.no_grad()
         return torch.inference_mode()
 
-    def _sample_shape(self):
+    def sample_shape(self) -> tuple:
+        """The shape of one sample (the model's ``sample_shape``); a subclass may derive it
+        from the conditions, as the audio vocoder's does from its mel's length."""
         for attr in ("sample_shape", "latent_shape"):
             if hasattr(self.model, attr):
                 return tuple(getattr(self.model, attr))

@@ -26,6 +26,7 @@ import torch
 
 from condgen.conditions import concat_conditions, drop_conditions
 from condgen.errors import UsageError
+from condgen.guidance_options import check_options, format_value, guidance_model, option_number, option_range, primary_value
 from condgen.models import convert_prediction
 
 #: Attributes a wrapper copies so that it is a model of the same kind.
@@ -113,54 +114,6 @@ def _per_sample_dot(a, b):
     return (a * b).flatten(1).sum(1)
 
 
-# -- parsing helpers --------------------------------------------------------------------
-
-
-def _number(method: str, key: str, value: str, cast=float, allow_inf: bool = False):
-    try:
-        number = cast(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{method}: {key} {value!r} is not a number") from None
-    if math.isnan(number) or (math.isinf(number) and not allow_inf):
-        raise UsageError(f"{method}: {key} {value!r} is not a finite number; give a finite {key}, e.g. --guidance {method}=2")
-    return number
-
-
-def _range(method: str, value: str) -> tuple[float, float]:
-    lo, sep, hi = value.partition(":")
-    if not sep:
-        raise UsageError(f"{method}: interval {value!r} is not LOW:HIGH (noise levels sigma/alpha), e.g. interval=0.3:5")
-    low, high = _number(method, "interval", lo or "0"), _number(method, "interval", hi or "inf", allow_inf=True)
-    if not 0 <= low < high:
-        raise UsageError(f"{method}: interval {value!r} needs 0 <= LOW < HIGH")
-    return low, high
-
-
-def _check(method: str, options: dict, allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise UsageError(f"{method}: unknown option {unknown[0]!r}; accepted: {', '.join(allowed) or 'none'}")
-
-
-def _primary(method: str, value: str | None, example: str, cast=float):
-    if value is None or value == "":
-        raise UsageError(f"{method} needs a value, e.g. --guidance {example}")
-    return _number(method, "value", value, cast)
-
-
-def _fmt(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _resource(generator, name: str, method: str):
-    resources = generator.guidance_models() if generator is not None else {}
-    if name not in resources:
-        known = ", ".join(sorted(resources)) or "none"
-        owner = f"generator {generator.name!r}" if generator is not None else "this model"
-        raise UsageError(f"{method}: {owner} offers no guidance model {name!r}; available: {known}")
-    return resources[name]
-
-
 def _first_class_key(generator) -> str | None:
     from condgen.conditions import ClassLabel
 
@@ -194,20 +147,20 @@ class CFG:
 
     @classmethod
     def parse(cls, value, options):
-        _check("cfg", options, ("interval", "rescale", "keys"))
+        check_options("cfg", options, ("interval", "rescale", "keys"))
         return cls(
-            _primary("cfg", value, "cfg=3"),
-            interval=_range("cfg", options["interval"]) if "interval" in options else None,
-            rescale=_number("cfg", "rescale", options.get("rescale", "0")),
+            primary_value("cfg", value, "cfg=3"),
+            interval=option_range("cfg", options["interval"]) if "interval" in options else None,
+            rescale=option_number("cfg", "rescale", options.get("rescale", "0")),
             keys=tuple(options["keys"].split("+")) if "keys" in options else None,
         )
 
     def spec(self) -> str:
-        parts = [f"cfg={_fmt(self.scale)}"]
+        parts = [f"cfg={format_value(self.scale)}"]
         if self.interval:
-            parts.append(f"interval={_fmt(self.interval[0])}:{_fmt(self.interval[1])}")
+            parts.append(f"interval={format_value(self.interval[0])}:{format_value(self.interval[1])}")
         if self.rescale:
-            parts.append(f"rescale={_fmt(self.rescale)}")
+            parts.append(f"rescale={format_value(self.rescale)}")
         if self.keys:
             parts.append(f"keys={'+'.join(self.keys)}")
         return ",".join(parts)
@@ -255,24 +208,24 @@ class APG:
 
     @classmethod
     def parse(cls, value, options):
-        _check("apg", options, ("eta", "momentum", "norm", "interval", "keys"))
+        check_options("apg", options, ("eta", "momentum", "norm", "interval", "keys"))
         return cls(
-            _primary("apg", value, "apg=7,eta=0"),
-            eta=_number("apg", "eta", options.get("eta", "0")),
-            momentum=_number("apg", "momentum", options.get("momentum", "0")),
-            norm=_number("apg", "norm", options.get("norm", "inf"), allow_inf=True),
-            interval=_range("apg", options["interval"]) if "interval" in options else None,
+            primary_value("apg", value, "apg=7,eta=0"),
+            eta=option_number("apg", "eta", options.get("eta", "0")),
+            momentum=option_number("apg", "momentum", options.get("momentum", "0")),
+            norm=option_number("apg", "norm", options.get("norm", "inf"), allow_inf=True),
+            interval=option_range("apg", options["interval"]) if "interval" in options else None,
             keys=tuple(options["keys"].split("+")) if "keys" in options else None,
         )
 
     def spec(self) -> str:
-        parts = [f"apg={_fmt(self.scale)}", f"eta={_fmt(self.eta)}"]
+        parts = [f"apg={format_value(self.scale)}", f"eta={format_value(self.eta)}"]
         if self.momentum:
-            parts.append(f"momentum={_fmt(self.momentum)}")
+            parts.append(f"momentum={format_value(self.momentum)}")
         if math.isfinite(self.norm):
-            parts.append(f"norm={_fmt(self.norm)}")
+            parts.append(f"norm={format_value(self.norm)}")
         if self.interval:
-            parts.append(f"interval={_fmt(self.interval[0])}:{_fmt(self.interval[1])}")
+            parts.append(f"interval={format_value(self.interval[0])}:{format_value(self.interval[1])}")
         return ",".join(parts)
 
     def wrap(self, model):
@@ -366,19 +319,19 @@ class _ClassifierBased:
 
     @classmethod
     def parse(cls, value, options):
-        _check(cls.name, options, ("model", "key", "base"))
+        check_options(cls.name, options, ("model", "key", "base"))
         base = options.get("base", cls.base)
         if base not in ("uncond", "cond"):
             raise UsageError(f"{cls.name}: base must be uncond or cond")
-        scale = _primary(cls.name, value, f"{cls.name}=2,model=NAME")
+        scale = primary_value(cls.name, value, f"{cls.name}=2,model=NAME")
         return cls(scale, model=options.get("model", "classifier"), key=options.get("key"), base=base)
 
     def spec(self) -> str:
         key = f",key={self.key}" if self.key else ""
-        return f"{self.name}={_fmt(self.scale)},model={self.model}{key},base={self.base}"
+        return f"{self.name}={format_value(self.scale)},model={self.model}{key},base={self.base}"
 
     def bind(self, generator):
-        classifier = self.classifier or _resource(generator, self.model, self.name)
+        classifier = self.classifier or guidance_model(generator, self.model, self.name)
         return replace(self, classifier=classifier, key=self.key or _first_class_key(generator))
 
     def _require(self):
@@ -454,23 +407,23 @@ class TFG:
 
     @classmethod
     def parse(cls, value, options):
-        _check("tfg", options, ("rho", "mu", "iters", "recur", "eta", "reward"))
+        check_options("tfg", options, ("rho", "mu", "iters", "recur", "eta", "reward"))
         return cls(
-            rho=_number("tfg", "rho", options.get("rho", value if value not in (None, "") else "1")),
-            mu=_number("tfg", "mu", options.get("mu", "0")),
-            iters=_number("tfg", "iters", options.get("iters", "1"), int),
-            recur=_number("tfg", "recur", options.get("recur", "1"), int),
-            eta=_number("tfg", "eta", options.get("eta", "1")),
+            rho=option_number("tfg", "rho", options.get("rho", value if value not in (None, "") else "1")),
+            mu=option_number("tfg", "mu", options.get("mu", "0")),
+            iters=option_number("tfg", "iters", options.get("iters", "1"), int),
+            recur=option_number("tfg", "recur", options.get("recur", "1"), int),
+            eta=option_number("tfg", "eta", options.get("eta", "1")),
             reward_name=options.get("reward", "reward"),
         )
 
     def spec(self) -> str:
         if self.method_name == "dps":
-            return f"dps={_fmt(self.rho)},reward={self.reward_name}"
-        return f"tfg,rho={_fmt(self.rho)},mu={_fmt(self.mu)},iters={self.iters},recur={self.recur},reward={self.reward_name}"
+            return f"dps={format_value(self.rho)},reward={self.reward_name}"
+        return f"tfg,rho={format_value(self.rho)},mu={format_value(self.mu)},iters={self.iters},recur={self.recur},reward={self.reward_name}"
 
     def bind(self, generator):
-        return replace(self, reward=self.reward or _resource(generator, self.reward_name, self.name))
+        return replace(self, reward=self.reward or guidance_model(generator, self.reward_name, self.name))
 
     def wrap(self, model):
         if self.reward is None:
@@ -497,8 +450,8 @@ class DPS(TFG):
 
     @classmethod
     def parse(cls, value, options):
-        _check("dps", options, ("reward",))
-        return cls(_primary("dps", value, "dps=1,reward=NAME"), reward_name=options.get("reward", "reward"))
+        check_options("dps", options, ("reward",))
+        return cls(primary_value("dps", value, "dps=1,reward=NAME"), reward_name=options.get("reward", "reward"))
 
 
 class _TFGGuided(GuidedModel):
@@ -548,19 +501,19 @@ class CADS:
 
     @classmethod
     def parse(cls, value, options):
-        _check("cads", options, ("tau1", "tau2", "psi"))
+        check_options("cads", options, ("tau1", "tau2", "psi"))
         method = cls(
-            noise=_primary("cads", value, "cads=0.25,tau1=0.6,tau2=0.9"),
-            tau1=_number("cads", "tau1", options.get("tau1", "0.6")),
-            tau2=_number("cads", "tau2", options.get("tau2", "0.9")),
-            psi=_number("cads", "psi", options.get("psi", "1")),
+            noise=primary_value("cads", value, "cads=0.25,tau1=0.6,tau2=0.9"),
+            tau1=option_number("cads", "tau1", options.get("tau1", "0.6")),
+            tau2=option_number("cads", "tau2", options.get("tau2", "0.9")),
+            psi=option_number("cads", "psi", options.get("psi", "1")),
         )
         if not 0 <= method.tau1 < method.tau2 <= 1:
             raise UsageError("cads: needs 0 <= tau1 < tau2 <= 1")
         return method
 
     def spec(self) -> str:
-        return f"cads={_fmt(self.noise)},tau1={_fmt(self.tau1)},tau2={_fmt(self.tau2)},psi={_fmt(self.psi)}"
+        return f"cads={format_value(self.noise)},tau1={format_value(self.tau1)},tau2={format_value(self.tau2)},psi={format_value(self.psi)}"
 
     def gamma(self, time: torch.Tensor) -> torch.Tensor:
         return ((self.tau2 - time) / (self.tau2 - self.tau1)).clamp(0.0, 1.0)
@@ -628,25 +581,25 @@ class GeDi:
 
     @classmethod
     def parse(cls, value, options):
-        _check("gedi", options, ("model", "key", "rho", "tau", "contrast"))
+        check_options("gedi", options, ("model", "key", "rho", "tau", "contrast"))
         return cls(
-            _primary("gedi", value, "gedi=15,rho=0.8"),
+            primary_value("gedi", value, "gedi=15,rho=0.8"),
             model=options.get("model", "gedi"),
             key=options.get("key"),
-            rho=_number("gedi", "rho", options["rho"]) if "rho" in options else None,
-            tau=_number("gedi", "tau", options["tau"]) if "tau" in options else None,
-            contrast=_number("gedi", "contrast", options["contrast"], int) if "contrast" in options else None,
+            rho=option_number("gedi", "rho", options["rho"]) if "rho" in options else None,
+            tau=option_number("gedi", "tau", options["tau"]) if "tau" in options else None,
+            contrast=option_number("gedi", "contrast", options["contrast"], int) if "contrast" in options else None,
         )
 
     def spec(self) -> str:
-        parts = [f"gedi={_fmt(self.omega)}", f"model={self.model}"]
-        parts += [f"{k}={_fmt(getattr(self, k))}" for k in ("rho", "tau", "contrast") if getattr(self, k) is not None]
+        parts = [f"gedi={format_value(self.omega)}", f"model={self.model}"]
+        parts += [f"{k}={format_value(getattr(self, k))}" for k in ("rho", "tau", "contrast") if getattr(self, k) is not None]
         return ",".join(parts)
 
     def bind(self, generator):
         key = self.key or _first_class_key(generator)
         codes = self.codes or (len(generator.conditions[key].names) if generator is not None and key in generator.conditions else None)
-        return replace(self, cclm=self.cclm or _resource(generator, self.model, "gedi"), key=key, codes=codes)
+        return replace(self, cclm=self.cclm or guidance_model(generator, self.model, "gedi"), key=key, codes=codes)
 
     def wrap(self, model):
         if self.cclm is None or self.key is None:

@@ -24,7 +24,7 @@ from importlib import metadata
 import pluggy
 
 from condgen import hookspecs
-from condgen.errors import PluginError
+from condgen.errors import PluginError, UsageError
 
 ENTRY_POINT_GROUP = "condgen"
 HOOKS = (
@@ -311,3 +311,22 @@ def tables_for(plugin: str | None) -> dict[str, SharedTable]:
     """Samplers, guidance and writers a generator of ``plugin`` can use (see SharedTable)."""
     plugins = get_plugin_manager({plugin}) if plugin else get_plugin_manager(set())
     return {table: SharedTable(plugins, table) for table in ("samplers", "guidance", "writers")}
+
+
+def _find(table: str, what: str, name: str):
+    entries = tables_for(None)[table]
+    if name not in entries:
+        raise UsageError(f"unknown {what} {name!r}; known: {', '.join(sorted(entries))}")
+    return entries[name]
+
+
+def find_sampler(name: str):
+    """The registered ``condgen.Sampler`` called ``name``: the core's own, else any installed
+    plugin's. ``.load()`` gives its function, e.g. for a sampler that builds on ``sgld``."""
+    return _find("samplers", "sampler", name)
+
+
+def find_guidance(name: str):
+    """The registered ``condgen.GuidanceMethod`` called ``name`` (the core's, else a plugin's);
+    ``.load()`` gives its class."""
+    return _find("guidance", "guidance method", name)

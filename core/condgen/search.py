@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from condgen.errors import UsageError
-from condgen.guidance import _check, _fmt, _number, _resource
+from condgen.guidance_options import check_options, format_value, guidance_model, option_number
 from condgen.samplers import SampleResult
 
 
@@ -53,9 +53,9 @@ class BestOfN:
 
     @classmethod
     def parse(cls, value, options):
-        _check("best-of-n", options, ("budget", "reward"))
-        n = _number("best-of-n", "n", value, int) if value else None
-        budget = _number("best-of-n", "budget", options["budget"], int) if "budget" in options else None
+        check_options("best-of-n", options, ("budget", "reward"))
+        n = option_number("best-of-n", "n", value, int) if value else None
+        budget = option_number("best-of-n", "budget", options["budget"], int) if "budget" in options else None
         if (n is None) == (budget is None):
             raise UsageError("best-of-n needs either N or budget=NFE, e.g. --guidance best-of-n=8,reward=NAME")
         return cls(n=n, budget=budget, reward_name=options.get("reward", "reward"))
@@ -65,7 +65,7 @@ class BestOfN:
         return f"{head},reward={self.reward_name}"
 
     def bind(self, generator):
-        return replace(self, reward=self.reward or _resource(generator, self.reward_name, "best-of-n"))
+        return replace(self, reward=self.reward or guidance_model(generator, self.reward_name, "best-of-n"))
 
     def run(self, sampler_fn, model, shape, cond, *, steps, rng, callback=None, **options):
         if self.reward is None:
@@ -129,26 +129,26 @@ class TreeSearch:
 
     @classmethod
     def parse(cls, value, options):
-        _check("tree", options, ("reward", "branch", "lam", "eta", "mode"))
+        check_options("tree", options, ("reward", "branch", "lam", "eta", "mode"))
         if not value:
             raise UsageError("tree needs a budget in NFE per sample, e.g. --guidance tree=200,reward=NAME")
         mode = options.get("mode", "max")
         if mode not in ("max", "sample"):
             raise UsageError("tree: mode must be max or sample")
         return cls(
-            budget=_number("tree", "budget", value, int),
+            budget=option_number("tree", "budget", value, int),
             reward_name=options.get("reward", "reward"),
-            branch=_number("tree", "branch", options.get("branch", "2"), int),
-            lam=_number("tree", "lam", options.get("lam", "1")),
-            eta=_number("tree", "eta", options.get("eta", "1")),
+            branch=option_number("tree", "branch", options.get("branch", "2"), int),
+            lam=option_number("tree", "lam", options.get("lam", "1")),
+            eta=option_number("tree", "eta", options.get("eta", "1")),
             mode=mode,
         )
 
     def spec(self) -> str:
-        return f"tree={self.budget},reward={self.reward_name},branch={self.branch},lam={_fmt(self.lam)},eta={_fmt(self.eta)},mode={self.mode}"
+        return f"tree={self.budget},reward={self.reward_name},branch={self.branch},lam={format_value(self.lam)},eta={format_value(self.eta)},mode={self.mode}"
 
     def bind(self, generator):
-        return replace(self, reward=self.reward or _resource(generator, self.reward_name, "tree"))
+        return replace(self, reward=self.reward or guidance_model(generator, self.reward_name, "tree"))
 
     def run(self, sampler_fn, model, shape, cond, *, steps, rng, callback=None, dtype=torch.float32, discretisation="uniform", **options):
         if self.reward is None:

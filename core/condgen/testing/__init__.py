@@ -26,6 +26,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+#: The public names of ``condgen.testing`` (docs/plugin-authors.md's reference lists them).
+__all__ = ["ConformanceTests", "checks", "PluginSite", "isolate", "invoke_core", "run_core", "assert_one_line_error"]
+
 #: What the kit's checks and ConformanceTests are imported from on first use (PEP 562),
 #: so that the helpers below work without pytest installed.
 _LAZY = {

@@ -6,8 +6,7 @@ import soundfile
 import torch
 
 import condgen
-from condgen.checkpoints import load_checkpoint
-from condgen.execution import SampleRNG
+from condgen import SampleRNG, load_checkpoint
 from condgen.testing import invoke_core
 from condgen_audio import data, evaluate
 from condgen_audio.model import FAST_BETAS, DiffWavePath, step_embedding

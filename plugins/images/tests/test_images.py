@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import condgen
-from condgen.execution import SampleRNG
-from condgen.samplers.tokens import maskgit
+from condgen import SampleRNG
 from condgen_images import data, evaluate
 from condgen_images.train import RECIPES, build, mask_tokens, model_config, quantise_digits, state_path, tiny, train
+
+maskgit = condgen.find_sampler("maskgit").load()
 
 TINY = {"width": 32, "depth": 1, "heads": 2}
 
@@ -41,7 +42,7 @@ def _heldout_loss(config, tensors=None):
 
 def test_short_training_lowers_the_loss(tiny_weights):
     for model, (weights, summary) in tiny_weights.items():
-        checkpoint = condgen.checkpoints.load_checkpoint(weights)
+        checkpoint = condgen.load_checkpoint(weights)
         before, after = _heldout_loss(checkpoint.config), _heldout_loss(checkpoint.config, checkpoint.tensors)
         assert after < 0.8 * before, (model, before, after)
         assert summary["loss_last"] < summary["loss_first"], (model, summary)
@@ -62,8 +63,8 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
     assert state_path(broken).is_file()  # the step-10 checkpoint survived
     summary = train(recipe, broken, steps=20, arch=TINY, resume=True)
     assert summary["resumed_from"] == 10
-    a = condgen.checkpoints.load_checkpoint(straight).tensors
-    b = condgen.checkpoints.load_checkpoint(broken).tensors
+    a = condgen.load_checkpoint(straight).tensors
+    b = condgen.load_checkpoint(broken).tensors
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -188,10 +189,7 @@ def test_recap_light_pass_reuses_the_stale_features_of_unchanged_positions():
 
 
 def test_maskgit_sampler_with_recap_and_cfg_fills_every_token():
-    model = _maskgit()
-    from condgen.guidance import guided
-
-    model = guided(model, condgen.CFG(2.0))
+    model = condgen.guided(_maskgit(), condgen.CFG(2.0))
     cond = {"digit": torch.tensor([0, 1, 2, 3])}
     result = maskgit(model, (4, 8, 8), cond, steps=8, rng=SampleRNG(0, range(4)), full_every=2)
     assert (result.x != 8).all() and result.x.max() < 8

@@ -1,9 +1,7 @@
-from condgen.generators import find_generator
-from condgen.plugins import get_plugin_manager
+import condgen
 
 
-def test_model_names_of_the_issue_resolve():
-    plugins = get_plugin_manager({"images"})
-    assert find_generator(plugins, "images", "dit").name == "images"
-    assert find_generator(plugins, "images", "maskgit").name == "images-maskgit"
-    assert find_generator(plugins, "images", "shapes").name == "images-shapes"
+def test_model_names_and_aliases_resolve():
+    assert condgen.load("images", "dit").name == "images"
+    assert condgen.load("images", "maskgit").name == "images-maskgit"
+    assert condgen.load("images", "shapes").name == "images-shapes"

@@ -6,9 +6,8 @@ import condgen
 import numpy as np
 import pytest
 import torch
-from condgen.checkpoints import load_checkpoint, read_torch_checkpoint, save_checkpoint
-from condgen.execution import SampleRNG
-from condgen.samplers.bfn import bfn_discrete, discrete_accuracy
+from condgen import SampleRNG, load_checkpoint, read_torch_checkpoint, save_checkpoint
+from condgen.samplers.bfn import discrete_accuracy  # an agreement check: tests/test_public_api.py
 from condgen_molecules import chemnet, data, evaluate, writers
 from condgen_molecules.model import (
     ChemBFN,
@@ -260,7 +259,7 @@ class _Oracle:
 
 def test_shared_sampler_recovers_a_certain_model_and_runs_a_tiny_chembfn(tiny):
     rng = SampleRNG(0, [0, 1, 2], "cpu")
-    out = bfn_discrete(_Oracle(), (3, 5), {}, steps=10, rng=rng)
+    out = condgen.find_sampler("bfn-discrete").load()(_Oracle(), (3, 5), {}, steps=10, rng=rng)
     assert out.x.tolist() == [[1, 4, 2, 6, 0]] * 3 and out.nfe == 11
 
     generator = condgen.load("molecules")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from condgen.execution import SampleRNG
+from condgen import SampleRNG
 from condgen_tabular.data import load_table
 from condgen_tabular.model import NEGATIVE_DISTANCE, TabEBM, surrogate_negatives
 from condgen_tabular.sampler import tabebm_sgld

@@ -4,9 +4,7 @@ import math
 import condgen
 import pytest
 import torch
-from condgen.execution import SampleRNG
-from condgen.guidance import GeDi, guided
-from condgen.samplers.tokens import ar
+from condgen import SampleRNG, guided
 from condgen.testing import assert_one_line_error, invoke_core
 from condgen_text import data, train
 from condgen_text.model import (
@@ -19,6 +17,10 @@ from condgen_text.model import (
     score_texts,
 )
 from condgen_text.writer import JsonlTextWriter
+
+# The core's guidance and sampler, as any plugin reaches them.
+GeDi = condgen.find_guidance("gedi").load()
+ar = condgen.find_sampler("ar").load()
 
 TINY = {"width": 32, "depth": 2, "heads": 2, "context": 48}
 
@@ -188,7 +190,7 @@ def test_cclm_stage_writes_weights_the_generator_loads_and_samples(tiny, tmp_pat
     """The CC-LM stage on a tiny base checkpoint, then generation (GeDi by default) from it."""
     base_path, out = tmp_path / "tiny.base.safetensors", tmp_path / "tiny.safetensors"
     tensors = {f"base.{k}": v for k, v in tiny.base.state_dict().items()}
-    condgen.checkpoints.save_checkpoint(base_path, tensors, {"stage": "base", "base": tiny.base.config, "tokenizer": tiny.tokenizer.to_str()}, "text")
+    condgen.save_checkpoint(base_path, tensors, {"stage": "base", "base": tiny.base.config, "tokenizer": tiny.tokenizer.to_str()}, "text")
     train.train_cclm(base_path, out, steps=2, quotes_per_batch=4)
     generator = condgen.load("text")
     run = generator.generate(n=3, condition={"topic": ["science", "love", "work"], "prompt": "Why"}, weights=str(out), steps=5, seed=0, device="cpu")
@@ -206,7 +208,7 @@ def test_core_train_writes_weights_the_generator_loads_and_samples(tmp_path):
     out = tmp_path / "text.safetensors"
     code, _, err = invoke_core("train", "--plugin", "text", "--steps", "2", "--out", out)
     assert code == 0, err
-    checkpoint = condgen.checkpoints.load_checkpoint(out, generator="text")
+    checkpoint = condgen.load_checkpoint(out, generator="text")
     assert checkpoint.config["stage"] == "gedi" and checkpoint.config["topics"] == list(data.TOPICS)
     assert {k.split(".")[0] for k in checkpoint.tensors} == {"base", "cclm"}
     run = condgen.load("text").generate(n=2, condition={"topic": "science", "prompt": "Why"}, weights=str(out), steps=5, seed=0, device="cpu")

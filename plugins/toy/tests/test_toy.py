@@ -3,7 +3,7 @@ import json
 import torch
 
 import condgen
-from condgen.paths import VPPath
+from condgen import VPPath
 from condgen_toy.data import COMPASS, ring8_parameters
 from condgen_toy.model import ExactMixtureDenoiser
 
@@ -39,9 +39,9 @@ def test_condition_selects_a_component():
 
 
 def test_every_parameterisation_gives_the_same_ddim_samples():
-    from condgen.execution import SampleRNG
-    from condgen.samplers.denoising import ddim
+    from condgen import SampleRNG
 
+    ddim = condgen.find_sampler("ddim").load()
     cond = {"component": torch.tensor([-1, 2, 5, -1])}
     results = {}
     for prediction in ("eps", "x0", "v", "score", "velocity"):

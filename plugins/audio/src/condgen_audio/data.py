@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from condgen.errors import CondgenError, UsageError
+from condgen import CondgenError, UsageError
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SAMPLE_RATE = 16_000
@@ -44,7 +44,7 @@ LOG_FLOOR = 1e-5
 
 
 def corpus_dir() -> Path:
-    from condgen.checkpoints import cache_dir
+    from condgen import cache_dir
 
     return cache_dir() / "audio" / VERSION
 

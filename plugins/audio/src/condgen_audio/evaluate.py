@@ -93,7 +93,7 @@ def add_noise(wave: torch.Tensor, mel: torch.Tensor, gen: torch.Generator) -> to
 
 
 def train_classifier(out: Path, *, epochs: int = 12, seed: int = 0, directory=None) -> dict:
-    from condgen.checkpoints import save_checkpoint
+    from condgen import save_checkpoint
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -126,7 +126,7 @@ _CACHE: dict = {}
 
 def load_classifier() -> DigitClassifier:
     if "model" not in _CACHE:
-        from condgen.checkpoints import load_checkpoint
+        from condgen import load_checkpoint
 
         checkpoint = load_checkpoint(WEIGHTS_DIR / "classifier-digits.safetensors", generator=CLASSIFIER)
         model = DigitClassifier()
@@ -266,7 +266,7 @@ def write_spectrogram_grid(path: Path, samples, captions, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from condgen.outputs import atomic_write
+    from condgen import atomic_write
 
     n = max(1, len(samples))
     cols = min(8, n)

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import condgen
-from condgen.conditions import TensorCondition
-from condgen.generators import Batch, Session
+from condgen import Batch, Session, TensorCondition
 
 from condgen_audio.data import DIGITS, N_MELS
 
@@ -85,7 +84,7 @@ class AudioBase(condgen.Generator):
         return [write_spectrogram_grid(Path(run_dir) / "spectrograms.png", samples[:shown], [self.caption(c) for c in conditions[:shown]], title)]
 
     def train(self, *, dataset, out, steps, seed, resume, device, progress):
-        from condgen.execution import resolve_device
+        from condgen import resolve_device
 
         from condgen_audio.train import recipe_for, train
 
@@ -128,7 +127,7 @@ class VocoderSession(Session):
         if "mel" not in self.conditions:
             raise condgen.ConditionError(f"condition 'mel' is needed; accepted: {generator.conditions['mel'].accepted()} (-c mel=FILE.wav)")
 
-    def _sample_shape(self):
+    def sample_shape(self):
         frames = self.conditions["mel"][0].shape[-1]
         return (1, frames * self.generator.hop)
 
@@ -167,7 +166,7 @@ class CascadeSession(Session):
     def sample(self, indices, progress=None):
         import torch
 
-        from condgen.execution import SampleRNG
+        from condgen import SampleRNG
 
         batch = super().sample(indices, progress)
         started = time.perf_counter()
@@ -224,7 +223,7 @@ class WavWriter(condgen.Writer):
         import numpy as np
         import soundfile
 
-        from condgen.outputs import atomic_write
+        from condgen import atomic_write
         from condgen_audio.data import SAMPLE_RATE
 
         wave = np.clip(np.asarray(sample, dtype=np.float32).reshape(-1), -1.0, 1.0)

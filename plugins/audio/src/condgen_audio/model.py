@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from condgen.paths import NoisePath, VPPath
+from condgen import NoisePath, VPPath
 
 T_STEPS = 50
 BETA_RANGE = (1e-4, 0.05)

@@ -16,9 +16,7 @@ import math
 import numpy as np
 import torch
 
-from condgen.errors import UsageError
-from condgen.models import convert_prediction
-from condgen.samplers import SampleResult
+from condgen import SampleResult, UsageError, convert_prediction
 
 from condgen_audio.model import FAST_BETAS
 

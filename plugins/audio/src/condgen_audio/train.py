@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import condgen
-from condgen.checkpoints import load_checkpoint, save_checkpoint
-from condgen.training import BudgetPlan, ema_update
+from condgen import BudgetPlan, ema_update, load_checkpoint, save_checkpoint
 
 from condgen_audio import data
 from condgen_audio.model import DiffWave, MelDenoiser, make_path

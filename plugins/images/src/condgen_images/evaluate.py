@@ -73,7 +73,7 @@ def real_images(dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 def train_classifier(dataset: str, out: Path, *, epochs: int | None = None, seed: int = 0) -> dict:
     """Train the judge on real training images (random shifts of up to 1 pixel, zero
 padded), write safetensors."""
-    from condgen.checkpoints import save_checkpoint
+    from condgen import save_checkpoint
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -106,7 +106,7 @@ _CACHE: dict = {}
 
 def load_classifier(dataset: str) -> Classifier:
     if dataset not in _CACHE:
-        from condgen.checkpoints import load_checkpoint
+        from condgen import load_checkpoint
 
         checkpoint = load_checkpoint(WEIGHTS_DIR / f"classifier-{dataset}.safetensors", generator=f"images-classifier-{dataset}")
         model = Classifier(**checkpoint.config["spec"])

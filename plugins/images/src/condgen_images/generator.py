@@ -72,7 +72,7 @@ class ImagesGenerator(condgen.Generator):
         return [write_grid(Path(run_dir) / "grid.png", samples[:shown], captions, cell=self.cell, title=title)]
 
     def train(self, *, dataset, out, steps, seed, resume, device, progress):
-        from condgen.execution import resolve_device
+        from condgen import resolve_device
 
         from condgen_images.train import recipe_for, train
 

@@ -12,7 +12,7 @@ def write_grid(path: Path, images: list, captions: list[str], *, cell: int = 40,
     """Write ``images`` (HxW or HxWx3 floats in [0, 1]) in a grid, each captioned above."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from condgen.outputs import atomic_write
+    from condgen import atomic_write
 
     n = len(images)
     columns = columns or max(1, min(16, math.ceil(math.sqrt(n))))

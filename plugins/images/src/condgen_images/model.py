@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from condgen.paths import VPPath
+from condgen import VPPath
 
 # -- shared pieces -------------------------------------------------------------------------
 
@@ -259,7 +259,7 @@ class MaskGIT(nn.Module):
 
     def cached(self, tokens, cond, cache=None, fresh=None):
         """ReCAP: a full pass (cache=None) that keeps each layer's keys/values, or a light
-        pass that recomputes only ``fresh`` positions; see condgen.models.MaskedTokens."""
+        pass that recomputes only ``fresh`` positions; see condgen.MaskedTokens."""
         b = tokens.shape[0]
         if cache is None:
             h = self._inputs(tokens, cond)

@@ -2,7 +2,7 @@
 
 import condgen
 
-__condgen_api__ = "1.0"
+__condgen_api__ = "1.1"
 
 DIGIT_GENERATORS = ("images", "images-maskgit")
 SHAPE_GENERATORS = ("images-shapes",)

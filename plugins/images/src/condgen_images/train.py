@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import condgen
-from condgen.checkpoints import load_checkpoint, save_checkpoint
+from condgen import load_checkpoint, save_checkpoint
 
 from condgen_images import data
 from condgen_images.model import DiT, MaskGIT, make_path

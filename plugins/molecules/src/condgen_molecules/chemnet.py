@@ -2,7 +2,7 @@
 
 fcd-torch ships ChemNet's trained weights as ``ChemNet_v0.13_pretrained.pt``, a legacy
 torch pickle of ``[(layer type, (tensors, layer arguments, extra)), ...]`` converted from
-the original Keras model. It is read with ``condgen.checkpoints.read_torch_checkpoint``,
+the original Keras model. It is read with ``condgen.read_torch_checkpoint``,
 which parses the pickle's opcodes and never executes them; the network is our own.
 
 ChemNet: canonical SMILES -> one-hot over 35 symbols, 350 positions (scaled by 1/35, as
@@ -82,7 +82,7 @@ def weights_path() -> Path:
 
 @lru_cache(maxsize=1)
 def load_chemnet() -> ChemNet:
-    from condgen.checkpoints import read_torch_checkpoint
+    from condgen import read_torch_checkpoint
 
     layers = read_torch_checkpoint(weights_path())
     kinds = [kind for kind, _ in layers]

@@ -86,7 +86,7 @@ def property_mae(samples: list[dict], conditions: list[dict]) -> dict:
 def test_reference(n: int, seed: int = 0):
     """ChemNet Gaussian (mu, sigma) of n random MOSES test molecules, kept in condgen's
     cache as a plain .npz (minutes of ChemNet on a CPU; loaded without pickle)."""
-    from condgen.checkpoints import cache_dir
+    from condgen import cache_dir
 
     from condgen_molecules import chemnet
 

@@ -73,7 +73,7 @@ class MoleculesGenerator(condgen.Generator):
         return f"{text} (asked {wanted})" if wanted else text
 
     def preview(self, run_dir, indices, samples, conditions):
-        from condgen.outputs import atomic_write
+        from condgen import atomic_write
         from rdkit import Chem
         from rdkit.Chem import Draw
 
@@ -88,7 +88,7 @@ class MoleculesGenerator(condgen.Generator):
         return [path]
 
     def train(self, *, dataset, out, steps, seed, resume, device, progress):
-        from condgen.execution import resolve_device
+        from condgen import resolve_device
 
         from condgen_molecules.train import recipe_for, train
 

@@ -38,8 +38,7 @@ from pathlib import Path
 
 import condgen
 import torch
-from condgen.checkpoints import load_checkpoint, save_checkpoint
-from condgen.training import BudgetPlan, ema_update
+from condgen import BudgetPlan, ema_update, load_checkpoint, save_checkpoint
 
 from condgen_molecules import data
 from condgen_molecules.model import POSITIONS, UNSTATED_CONDITION_HIDDEN, UNSTATED_POSITIONS, ChemBFN, continuous_loss, sender_theta

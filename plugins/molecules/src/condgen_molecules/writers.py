@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import condgen
-from condgen.errors import OutputError
-from condgen.outputs import CsvWriter, atomic_write, parse_number
+from condgen import CsvWriter, OutputError, atomic_write, parse_number
 
 FIELDS = ("smiles", "valid", "qed", "logp", "sa", "mw")
 ETKDG_SEED = 0xC0FFEE

@@ -3,7 +3,7 @@
 The only published TabPFN v1 weights are ``prior_diff_real_checkpoint_n_0_epoch_42.cpkt``
 inside the ``tabpfn==0.1`` source archive on PyPI (later 0.1.x archives do not carry
 it), a ``torch.save`` pickle of (state dict, optimizer state, config). It is read with
-``condgen.checkpoints.read_torch_checkpoint``, which parses the pickle without running
+``condgen.read_torch_checkpoint``, which parses the pickle without running
 it, and written with ``condgen.save_checkpoint``; generators load only the result.
 
     .venv/bin/python -m condgen_tabular.convert                       # fetch the archive from PyPI
@@ -31,7 +31,7 @@ CONFIG_KEYS = ("emsize", "nhead", "nhid_factor", "nlayers", "num_features", "max
 def fetch_archive(directory: Path) -> Path:
     """Download ``tabpfn-0.1.tar.gz`` from PyPI into ``directory`` and check its sha256."""
     from condgen import CheckpointError
-    from condgen.checkpoints import sha256_file
+    from condgen import sha256_file
 
     target = directory / "tabpfn-0.1.tar.gz"
     try:
@@ -93,7 +93,7 @@ def convert(source: str | Path | None = None, out: str | Path | None = None) -> 
     """Write the safetensors file from ``source`` (a tabpfn-0.1.tar.gz, a .cpkt file, or
     None to fetch the archive from PyPI); checks that the weights load into the port."""
     from condgen import CheckpointError, save_checkpoint
-    from condgen.checkpoints import read_torch_checkpoint
+    from condgen import read_torch_checkpoint
 
     from condgen_tabular.tabpfn import TabPFNTransformer, weights_path
 

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import condgen
-from condgen import ConditionError, UsageError
-from condgen.conditions import ClassLabel, Condition, Schema
+from condgen import ClassLabel, Condition, ConditionError, Schema, UsageError
 
 from condgen_tabular import BUILTIN, DEFAULT_ROWS
 
@@ -257,7 +256,7 @@ class TabularGenerator(condgen.Generator):
     def preview(self, run_dir, indices, samples, conditions):
         """``synthetic.csv`` (the source's columns, order and dtypes; also ``.parquet`` for
         a Parquet source) and ``scatter.png`` (real vs synthetic, two first numeric columns)."""
-        from condgen.outputs import atomic_write
+        from condgen import atomic_write
 
         table = self.table
         frame = table.encoder.frame([dict(s) for s in samples])
@@ -284,7 +283,7 @@ def _scatter(path, table, frame, columns):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from condgen.outputs import atomic_write
+    from condgen import atomic_write
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=100)
     for k, value in enumerate(table.encoder.class_values):

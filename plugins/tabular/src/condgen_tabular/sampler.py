@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from condgen.samplers import SampleResult
-from condgen.samplers.common import positive
-from condgen.samplers.langevin import sgld
+import condgen
+from condgen import SampleResult, UsageError
 
 from condgen_tabular.model import SGLD_NOISE_STD, SGLD_STEP_SIZE, START_NOISE_STD
 
@@ -29,8 +28,6 @@ def _base_model(model):
     while not hasattr(inner, "start_points") and hasattr(inner, "inner"):
         inner = inner.inner  # guidance wrappers keep the base model as .inner
     if not hasattr(inner, "start_points"):
-        from condgen import UsageError
-
         raise UsageError("sampler 'tabebm-sgld' needs a TabEBM model (start_points); use -s sgld for other energies")
     return inner
 
@@ -49,15 +46,25 @@ class _Offset(torch.nn.Module):
         return self.model(self.start.to(y.dtype) + y, cond) / self.temperature
 
 
+def _positive(value, name: str, integer: bool = False):
+    """An option as a positive number (an integer for ``integer``), else a one-line error."""
+    kind = "integer" if integer else "number"
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and value > 0 and (not integer or float(value).is_integer())):
+        raise UsageError(f"sampler option {name} must be a positive {kind}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
 def tabebm_sgld(model, shape, cond, *, steps, rng, callback=None, step_size=SGLD_STEP_SIZE, noise_std=SGLD_NOISE_STD, init_std=START_NOISE_STD, chains=None, dtype=torch.float32):
     """SGLD with TabEBM's parameterisation and start (see the module)."""
     base = _base_model(model)
-    chains = positive(getattr(base, "chains", 1) if chains is None else chains, "chains", integer=True)
-    step_size = positive(step_size, "step_size") / chains
-    noise_std = positive(noise_std, "noise_std")
-    init_std = positive(init_std, "init_std")
+    chains = _positive(getattr(base, "chains", 1) if chains is None else chains, "chains", integer=True)
+    step_size = _positive(step_size, "step_size") / chains
+    noise_std = _positive(noise_std, "noise_std")
+    init_std = _positive(init_std, "init_std")
     start = base.start_points(cond, rng).to(rng.device)
     temperature = noise_std**2 / (2 * step_size)
     offset = _Offset(model, start, temperature)
+    sgld = condgen.find_sampler("sgld").load()
     result = sgld(offset, shape, cond, steps=steps, rng=rng, callback=callback, step_size=noise_std**2, init_std=init_std, dtype=dtype)
     return SampleResult(x=start.to(result.x.dtype) + result.x, nfe=result.nfe)

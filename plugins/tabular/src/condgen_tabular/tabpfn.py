@@ -42,7 +42,7 @@ WEIGHTS_NAME = "tabpfn_v1.safetensors"
 
 def weights_path() -> Path:
     """Where ``condgen_tabular.convert`` writes the converted checkpoint."""
-    from condgen.checkpoints import cache_dir
+    from condgen import cache_dir
 
     return cache_dir() / "tabular" / WEIGHTS_NAME
 
@@ -136,7 +136,7 @@ _LOADED: dict = {}
 def load_transformer(path: str | Path | None = None) -> TabPFNTransformer:
     """The converted TabPFN v1 weights (loaded once per process and file), frozen."""
     from condgen import CheckpointError
-    from condgen.checkpoints import load_checkpoint
+    from condgen import load_checkpoint
 
     path = Path(path) if path is not None else weights_path()
     if not path.is_file():

@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from condgen.errors import UsageError
+from condgen import UsageError
 
 FORTUNES_DIR = Path(os.environ.get("CONDGEN_FORTUNES_DIR", "/usr/share/games/fortunes"))
 #: The six topics the plugin is conditioned on (files with enough text, distinct themes).

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from condgen.errors import UsageError
+from condgen import UsageError
 from torch import nn
 
 BOS, EOS = "<|bos|>", "<|eos|>"

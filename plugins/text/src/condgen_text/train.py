@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from condgen.checkpoints import load_checkpoint, save_checkpoint
+from condgen import load_checkpoint, save_checkpoint
 
 from condgen_text import data
 from condgen_text.model import (

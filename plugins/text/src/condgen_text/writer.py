@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from condgen.outputs import Writer, write_text
+from condgen import Writer, write_text
 
 
 class JsonlTextWriter(Writer):

@@ -49,7 +49,7 @@ class ToyGenerator(condgen.Generator):
         import matplotlib.pyplot as plt
         import numpy as np
 
-        from condgen.outputs import atomic_write
+        from condgen import atomic_write
 
         points = np.array([[s["x"], s["y"]] for s in samples], dtype=float)
         labels = [c.get("component") for c in conditions]
@@ -155,7 +155,7 @@ class ToyTokensGenerator(condgen.Generator):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from condgen.outputs import atomic_write
+        from condgen import atomic_write
 
         fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
         colours = {"calm": "tab:green", "rising": "tab:red", "falling": "tab:blue", "any": "grey"}

@@ -17,8 +17,7 @@ import math
 import torch
 from torch import nn
 
-from condgen.models import convert_prediction
-from condgen.paths import EDMPath, VPPath
+from condgen import EDMPath, VPPath, convert_prediction
 
 
 def make_path(config: dict):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from condgen.checkpoints import save_checkpoint
+from condgen import save_checkpoint
 
 from condgen_toy.data import COMPASS, ring8
 

@@ -90,3 +90,17 @@ def test_a_taken_name_is_warned_about(core, tmp_path):
     code, out, err = core("plugin", "new", "toy", "--out", tmp_path, "--no-train")
     assert code == 0, err
     assert "warning: plugin name 'toy' is already used (installed plugin from condgen-toy)" in err
+
+
+def test_generated_project_builds_without_packaging_warnings(core, tmp_path):
+    """The rendered pyproject uses current packaging metadata (an SPDX licence string, not
+    the TOML table setuptools deprecates), so an author's first build is clean."""
+    code, _, err = core("plugin", "new", "clean-build", "--out", tmp_path, "--no-train")
+    assert code == 0, err
+    project = tmp_path / "condgen-clean-build"
+    assert tomllib.loads((project / "pyproject.toml").read_text())["project"]["license"] == "Apache-2.0"
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "wheels", project],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "Warning" not in output and "deprecated" not in output, [line for line in output.splitlines() if "arning" in line or "deprecat" in line]

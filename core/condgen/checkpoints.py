@@ -109,6 +109,11 @@ def load_checkpoint(source: str | os.PathLike, generator: str | None = None, sha
         config = json.loads(metadata.get("condgen.config", "{}"))
     except json.JSONDecodeError:
         raise CheckpointError(f"{path} has a corrupt condgen config in its metadata; retrain or re-download it") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} has a condgen config that is not an object ({type(config).__name__}); retrain or re-download it")
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise CheckpointError(f"{path} holds NaN or infinite values in tensor {key!r} (diverged training or a corrupt file); use an earlier checkpoint or retrain")
     return Checkpoint(tensors=tensors, config=config, generator=owner, path=path, sha256=sha256_file(path))
 
 

@@ -91,15 +91,40 @@ def _progress():
     )
 
 
+#: Below this many columns per table column, a table's cells wrap to a word each line:
+#: a narrow terminal gets one block per row instead.
+_MIN_CELL_WIDTH = 24
+
+
 def _table(rows: list[dict], columns: list[str]):
+    from rich.console import Console
     from rich.table import Table
 
+    console = Console()
+    if console.width < _MIN_CELL_WIDTH * len(columns):
+        click.echo(_blocks(rows, columns, console.width))
+        return
     table = Table(*columns)
     for row in rows:
         table.add_row(*[str(row.get(c, "")) for c in columns])
-    from rich.console import Console
+    console.print(table)
 
-    Console().print(table)
+
+def _blocks(rows: list[dict], columns: list[str], width: int) -> str:
+    """Each row as a block: its first column as the heading, then one wrapped line per
+    other column ("  kinds: denoiser"), at most ``width`` characters wide."""
+    import textwrap
+
+    width = max(width, 40)
+    blocks = []
+    for row in rows:
+        lines = [str(row.get(columns[0], ""))]
+        for column in columns[1:]:
+            value = str(row.get(column, "")).strip()
+            if value:
+                lines += textwrap.wrap(f"{column}: {value}", width=width, initial_indent="  ", subsequent_indent="    ")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 # -- plugins ------------------------------------------------------------------------

@@ -120,7 +120,11 @@ class Text(Condition):
         if not isinstance(value, str):
             raise ConditionError(f"condition {key!r}: expected text, got {type(value).__name__}")
         if len(value) > self.max_length:
-            raise ConditionError(f"condition {key!r}: text of {len(value)} characters exceeds {self.max_length}")
+            raise ConditionError(f"condition {key!r}: text of {len(value)} characters exceeds {self.max_length}; shorten it")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes of a command line arrive as lone surrogates
+            raise ConditionError(f"condition {key!r}: the text is not valid UTF-8; pass UTF-8 text") from None
         return value
 
     def accepted(self):
@@ -140,6 +144,8 @@ class TensorCondition(Condition):
 
     shape: tuple[int | None, ...] | None = None
     loaders: dict[str, Callable[[Path], Any]] = field(default_factory=dict)
+    #: Smallest size of each dimension (``None``: any), e.g. the frames a model needs.
+    min_shape: tuple[int | None, ...] | None = None
     kind = "tensor"
 
     def parse(self, key, text):
@@ -166,11 +172,16 @@ class TensorCondition(Condition):
     def validate(self, key, value):
         import numpy as np
 
-        array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=np.float32)
+        raw = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+        if raw.dtype.kind not in "iuf":  # bool, complex, text and objects are not real numbers
+            raise ConditionError(f"condition {key!r}: an array of {raw.dtype} values, not real numbers; accepted: {self.accepted()} of floats")
+        array = raw.astype(np.float32)
         if self.shape is not None:
             ok = array.ndim == len(self.shape) and all(s is None or s == d for s, d in zip(self.shape, array.shape))
             if not ok:
                 raise ConditionError(f"condition {key!r}: shape {tuple(array.shape)} does not match {self.accepted()}")
+        if self.min_shape is not None and any(m is not None and d < m for m, d in zip(self.min_shape, array.shape)):
+            raise ConditionError(f"condition {key!r}: shape {tuple(array.shape)} is too small; accepted: {self.accepted()}")
         if not np.isfinite(array).all():
             raise ConditionError(f"condition {key!r}: contains NaN or infinite values")
         return array
@@ -178,7 +189,8 @@ class TensorCondition(Condition):
     def accepted(self):
         shape = "x".join("?" if s is None else str(s) for s in self.shape) if self.shape else "any shape"
         files = ", ".join([".npy", *self.loaders])
-        return f"an array of shape {shape} or a file ({files})"
+        least = f" (at least {'x'.join('?' if m is None else str(m) for m in self.min_shape)})" if self.min_shape else ""
+        return f"an array of shape {shape}{least} or a file ({files})"
 
     def encode(self, values):
         import numpy as np

@@ -115,9 +115,12 @@ class Generator:
         checkpoint = load_checkpoint(source, generator=self.checkpoint_name or self.name)
         try:
             model = self.build_model(checkpoint.tensors, checkpoint.config)
-        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            problem = model_problem(model)
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError, OverflowError, ZeroDivisionError) as exc:
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if problem:
             raise CheckpointError(
-                f"weights {checkpoint.path} do not fit generator {self.name!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"weights {checkpoint.path} do not fit generator {self.name!r} ({problem}); "
                 "pass weights trained for this version"
             ) from None
         return model, {"source": str(checkpoint.path), "sha256": checkpoint.sha256}
@@ -147,6 +150,33 @@ class Generator:
             manifest=manifest,
             format=session.format,
         )
+
+
+def model_problem(model) -> str | None:
+    """What makes a built model unusable by the samplers, or None: an unknown prediction,
+    a sample shape that is not positive integers, a noise path whose alpha and sigma are not
+    finite (alpha > 0, sigma >= 0) along t. Weights whose config says ``prediction: banana``
+    or ``beta_max: 1e300`` are refused at load, not met as NaNs or an internal error later."""
+    from condgen.models import DENOISER, PREDICTIONS
+
+    if getattr(model, "kind", None) == DENOISER and getattr(model, "prediction", None) not in PREDICTIONS:
+        return f"prediction {getattr(model, 'prediction', None)!r} is not one of {', '.join(PREDICTIONS)}"
+    shape = getattr(model, "sample_shape", None)
+    if shape is not None and not (all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        return f"sample_shape {tuple(shape)!r} is not positive integers"
+    path = getattr(model, "path", None)
+    if path is not None and hasattr(path, "alpha") and hasattr(path, "sigma"):
+        import torch
+
+        t = torch.linspace(0.0, 1.0, 33, dtype=torch.float64)
+        alpha, sigma = path.alpha(t), path.sigma(t)
+        if not (torch.isfinite(alpha).all() and torch.isfinite(sigma).all() and (alpha[:-1] > 0).all() and (sigma >= 0).all()):
+            return f"noise path {type(path).__name__} gives non-finite or negative alpha/sigma (check its constants: {_path_constants(path)})"
+    return None
+
+
+def _path_constants(path) -> str:
+    return ", ".join(f"{k}={v}" for k, v in vars(path).items() if isinstance(v, (int, float))) or "none"
 
 
 #: One run directory holds at most this many samples (one file each, one manifest entry

@@ -184,7 +184,7 @@ def parse_number(text: str):
 #: What a run's request must hold for a resume, and the type of each value.
 REQUEST_FIELDS = {
     "plugin": str, "generator": str, "n": int, "conditions": dict, "sampler": str, "steps": int,
-    "sampler_options": dict, "guidance": list, "seed": int, "format": str, "weights_sha256": str,
+    "sampler_options": dict, "guidance": list, "seed": int, "format": str, "weights_sha256": (str, type(None)),
 }
 
 
@@ -250,7 +250,7 @@ class RunDirectory:
         for key, kind in REQUEST_FIELDS.items():
             value = request.get(key)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise OutputError(f"{where} (request.{key} is missing or not {getattr(kind, '__name__', 'valid')}); the run cannot be resumed, start a new one")
+                raise OutputError(f"{where} (request.{key} is missing or of the wrong type); the run cannot be resumed, start a new one")
         if request["n"] < 1 or request["seed"] < 0 or request["steps"] < 1:
             raise OutputError(f"{where} (request n={request['n']}, seed={request['seed']}, steps={request['steps']}); start a new run")
         recorded = manifest.get("request_sha256")

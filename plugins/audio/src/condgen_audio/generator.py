@@ -137,7 +137,7 @@ class AudioVocoderGenerator(AudioBase):
     description = "DiffWave vocoder: log-mel spectrogram (or a WAV file's) -> 16 kHz waveform"
     kind = "denoiser"
     conditions = condgen.Schema({"mel": MelCondition(
-        shape=(N_MELS, None), loaders={".wav": wav_to_log_mel},
+        shape=(N_MELS, None), loaders={".wav": wav_to_log_mel}, min_shape=(N_MELS, 4),  # 4 frames: the preview's 1024-point STFT
         description="a WAV file (its log-mel is vocoded) or a .npy log-mel array [64, frames] (16 kHz, hop 256)")})
     default_sampler = "diffwave"
     default_steps = 6

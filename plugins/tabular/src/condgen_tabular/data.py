@@ -137,7 +137,27 @@ def check_table(frame: pd.DataFrame, target: str, source: str) -> pd.DataFrame:
     empty = [str(c) for c in features if frame[c].isna().all()]
     if empty:
         raise ConditionError(f"condition 'data': column {empty[0]!r} of {source!r} is entirely empty (NaN); drop it")
+    for c in features:
+        series = frame[c]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            values = series.to_numpy(dtype=np.float64)
+            if np.isinf(values).any():
+                raise ConditionError(f"condition 'data': column {str(c)!r} of {source!r} holds infinite values; replace them (or leave the cells empty)")
+            with np.errstate(over="ignore", invalid="ignore"):
+                spread = float(np.nanstd(values))
+            if not np.isfinite(spread) or np.nanmax(np.abs(values)) > 1e150:
+                raise ConditionError(f"condition 'data': column {str(c)!r} of {source!r} holds values too large to model (up to {np.nanmax(np.abs(values)):.3g}); rescale the column")
     return frame
+
+
+def decimals_used(values: np.ndarray, most: int = 10) -> int:
+    """The fewest decimal places that write every finite value exactly as the input had it
+    (119.0 -> 0, 13.24 -> 2); ``most`` for values with more digits than that."""
+    values = values[np.isfinite(values)]
+    for places in range(most + 1):
+        if np.all(np.round(values, places) == values):
+            return places
+    return most
 
 
 def class_name(value) -> str:
@@ -157,6 +177,7 @@ class Column:
     low: float = -np.inf
     high: float = np.inf
     categories: tuple = ()
+    decimals: int | None = None  # decimal places the source used; samples are rounded to them
 
     @property
     def width(self) -> int:
@@ -183,7 +204,8 @@ class TableEncoder:
                 values = series.to_numpy(dtype=np.float64)
                 std = float(np.nanstd(values))
                 self.columns.append(
-                    Column(str(c), "numeric", str(series.dtype), float(np.nanmean(values)), std if std > 0 else 1.0, float(np.nanmin(values)), float(np.nanmax(values)))
+                    Column(str(c), "numeric", str(series.dtype), float(np.nanmean(values)), std if std > 0 else 1.0, float(np.nanmin(values)), float(np.nanmax(values)),
+                           decimals=decimals_used(values))
                 )
             else:
                 categories = tuple(sorted(series.dropna().unique().tolist(), key=lambda v: (str(type(v)), v)))
@@ -229,8 +251,9 @@ class TableEncoder:
                 numbers = block[:, 0] * col.std + col.mean
                 if col.dtype.startswith(("int", "uint", "Int", "UInt")):
                     values[col.name] = [int(v) for v in np.clip(np.rint(numbers), col.low, col.high)]
-                else:
-                    values[col.name] = [float(v) for v in numbers]
+                else:  # the precision the source used: 13.24, not 13.243918...
+                    rounded = numbers if col.decimals is None else np.round(numbers, col.decimals)
+                    values[col.name] = [float(v) for v in rounded]
             else:
                 values[col.name] = [_plain(col.categories[i]) for i in block.argmax(1)]
         values[self.target] = [None if c is None or c < 0 else _plain(self.class_values[c]) for c in classes]

@@ -36,6 +36,9 @@ class TextGenerator(condgen.Generator):
     aliases = ("gedi",)
     bytes_per_sample = 1 << 22
 
+    def session(self, **options):
+        return TextSession(self, **options)
+
     def build_model(self, tensors, config):
         from condgen_text.model import TopicLM, TransformerLM
         from condgen_text.train import load_tokenizer
@@ -110,3 +113,21 @@ class _SessionModel:
         if model is None:
             model = self.generator.load_model()[0]
         return model(tokens, cond, cache)
+
+
+class TextSession(condgen.Session):
+    """Checks, before anything is written, that each prompt and the tokens to generate fit
+    the model's context (the schema's 300 characters can be more tokens than that)."""
+
+    def __init__(self, generator, **options):
+        super().__init__(generator, **options)
+        model = generator._scorer
+        context = model.base.context
+        room = context - 1  # the first position holds the topic or BOS token
+        for prompt in self.conditions.get("prompt", []):
+            tokens = len(model.encode_prompt(prompt))
+            if tokens + self.steps > room:
+                raise condgen.ConditionError(
+                    f"condition 'prompt': {tokens} tokens plus --steps {self.steps} exceed the model's context of {context} tokens (one holds the topic); "
+                    f"use a shorter --prompt or at most --steps {max(1, room - tokens)}"
+                )

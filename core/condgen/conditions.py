@@ -159,7 +159,7 @@ class TensorCondition(Condition):
             try:
                 value = np.load(path, allow_pickle=False)
             except Exception as exc:
-                raise ConditionError(f"condition {key!r}: cannot read {text!r} as .npy ({exc})") from None
+                raise ConditionError(f"condition {key!r}: cannot read {text!r} as .npy ({str(exc).splitlines()[0]}); save a numeric array with numpy.save") from None
         elif suffix in self.loaders:
             try:
                 value = self.loaders[suffix](path)
@@ -183,7 +183,7 @@ class TensorCondition(Condition):
         if self.min_shape is not None and any(m is not None and d < m for m, d in zip(self.min_shape, array.shape)):
             raise ConditionError(f"condition {key!r}: shape {tuple(array.shape)} is too small; accepted: {self.accepted()}")
         if not np.isfinite(array).all():
-            raise ConditionError(f"condition {key!r}: contains NaN or infinite values")
+            raise ConditionError(f"condition {key!r}: contains NaN or infinite values; replace them with finite numbers")
         return array
 
     def accepted(self):

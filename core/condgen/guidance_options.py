@@ -17,7 +17,7 @@ def option_number(method: str, key: str, value: str, cast=float, allow_inf: bool
     try:
         number = cast(value)
     except (TypeError, ValueError, OverflowError):
-        raise UsageError(f"{method}: {key} {value!r} is not a number") from None
+        raise UsageError(f"{method}: {key} {value!r} is not a number; give a number (see `core guidance`)") from None
     if math.isnan(number) or (math.isinf(number) and not allow_inf):
         raise UsageError(f"{method}: {key} {value!r} is not a finite number; give a finite {key}, e.g. --guidance {method}=2")
     return number
@@ -29,7 +29,7 @@ def option_range(method: str, value: str) -> tuple[float, float]:
         raise UsageError(f"{method}: interval {value!r} is not LOW:HIGH (noise levels sigma/alpha), e.g. interval=0.3:5")
     low, high = option_number(method, "interval", lo or "0"), option_number(method, "interval", hi or "inf", allow_inf=True)
     if not 0 <= low < high:
-        raise UsageError(f"{method}: interval {value!r} needs 0 <= LOW < HIGH")
+        raise UsageError(f"{method}: interval {value!r} needs 0 <= LOW < HIGH, e.g. interval=0.3:5")
     return low, high
 
 

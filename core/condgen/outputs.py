@@ -242,6 +242,7 @@ class RunDirectory:
     def read_request(self) -> dict:
         """The manifest of a run to resume, checked: an object whose request has every key
         with the right type, unchanged since the run wrote it (``request_sha256``)."""
+        self.check(resume=True)
         manifest = self.read_manifest()
         where = f"{self.manifest_path} is not a condgen run manifest"
         if not isinstance(manifest, dict) or not isinstance(manifest.get("request"), dict):

@@ -103,7 +103,7 @@ def read_table(source: str) -> tuple[pd.DataFrame, str, str]:
             frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
     except Exception as exc:  # pandas and pyarrow raise many types; all mean "cannot read"
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConditionError(f"condition 'data': cannot read {name!r} as {fmt} ({first})") from None
+        raise ConditionError(f"condition 'data': cannot read {name!r} as {fmt} ({first}); give a {fmt} file with a header row") from None
     return frame, fmt, ""
 
 
@@ -133,7 +133,7 @@ def check_table(frame: pd.DataFrame, target: str, source: str) -> pd.DataFrame:
         raise ConditionError(f"condition 'target': column {target!r} has {len(classes)} distinct values in {len(frame)} rows; is it an id or a continuous column?")
     features = [c for c in frame.columns if str(c) != target]
     if not features:
-        raise ConditionError(f"condition 'data': {source!r} has no feature columns besides the target {target!r}")
+        raise ConditionError(f"condition 'data': {source!r} has no feature columns besides the target {target!r}; give a table with at least one feature column")
     empty = [str(c) for c in features if frame[c].isna().all()]
     if empty:
         raise ConditionError(f"condition 'data': column {empty[0]!r} of {source!r} is entirely empty (NaN); drop it")

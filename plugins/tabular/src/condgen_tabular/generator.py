@@ -220,7 +220,7 @@ class TabularGenerator(condgen.Generator):
 
     def load_model(self, weights=None):
         if weights is not None:
-            raise UsageError("the tabular generator fits TabEBM on the table at generate time and takes no --weights")
+            raise UsageError("the tabular generator fits TabEBM on the table at generate time and takes no --weights; drop --weights and pass the table with --data")
         model = self.build_model({}, {})
         return model, {"source": f"fitted on {self.source} (target {self.table.target!r}, backbone {self.backbone})", "sha256": self._data_hash()}
 

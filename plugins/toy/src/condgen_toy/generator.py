@@ -34,6 +34,11 @@ class ToyGenerator(condgen.Generator):
 
         if list(config.get("names", COMPASS)) != list(COMPASS):
             raise ValueError("checkpoint component names differ from this plugin's")
+        components = len(COMPASS)
+        expected = {"means": (components, 2), "stds": (components,), "weights": (components,)}
+        for key, shape in expected.items():
+            if tuple(tensors[key].shape) != shape:
+                raise ValueError(f"tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {shape}")
         return getattr(model, self.model_class)(
             tensors["means"].to(torch.float64), tensors["stds"].to(torch.float64), tensors["weights"].to(torch.float64),
             path=make_path(config), prediction=config.get("prediction", "eps"),

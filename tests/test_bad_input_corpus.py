@@ -1,0 +1,267 @@
+"""A corpus of bad input, one row a case, over every command and every first-party plugin.
+
+Each case asserts what a user must get for input condgen refuses: a non-zero exit code,
+exactly one line on stderr (no traceback, never "internal error ... report it"), a
+message that says what to do, and nothing written or changed on disk: no run directory,
+no `runs/`, no file in a resumed run touched. Classes of bad input each have rows here:
+names (plugins, models, samplers, guidance, conditions), numbers (-n, --steps, guidance
+and sampler option values), the environment, weights, array / text / table conditions,
+output directories and resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from condgen.testing import assert_one_line_error
+
+PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text")
+
+# A message says what to do: it proposes a value, a command, an option or a next step.
+ADVICE = (
+    "; ", "use ", "pass ", "give ", "choose", "see ", "run ", "remove", "try ", "start a new", "install",
+    "did you mean", "known:", "accepted", "options:", "e.g.", "at most", "at least", "--help", "formats:",
+    "retrain", "re-download", "replace", "rescale", "drop", "shorten", "unset", "point it", "models:",
+)
+
+
+def _toy_checkpoint(tmp: Path, name: str, *, tensors=None, config=None, generator="toy") -> str:
+    """The shipped toy weights with some tensors or config entries replaced."""
+    import condgen
+    from condgen_toy.generator import ToyGenerator
+
+    shipped = condgen.load_checkpoint(ToyGenerator().weights)
+    path = tmp / name
+    condgen.save_checkpoint(path, {**shipped.tensors, **(tensors or {})}, {**shipped.config, **(config or {})}, generator)
+    return str(path)
+
+
+def _files(tmp: Path) -> dict:
+    found = {}
+    for path in sorted(tmp.rglob("*")):
+        if "cache" in path.relative_to(tmp).parts[:1]:
+            continue  # the weights cache may be filled by a refused run's lookups
+        stat = path.lstat()
+        found[str(path.relative_to(tmp))] = (path.is_dir(), stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+# -- what cases need on disk -------------------------------------------------------------
+
+
+def _weights(tmp: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    (tmp / "pickled.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+    save_file({"w": torch.zeros(2)}, str(tmp / "foreign.safetensors"))
+    good = Path(_toy_checkpoint(tmp, "good.safetensors"))
+    (tmp / "truncated.safetensors").write_bytes(good.read_bytes()[:100])
+    _toy_checkpoint(tmp, "nan.safetensors", tensors={"means": torch.full((8, 2), float("nan"))})
+    _toy_checkpoint(tmp, "shape.safetensors", tensors={"means": torch.zeros(3, 5)})
+    _toy_checkpoint(tmp, "banana.safetensors", config={"prediction": "banana"})
+    _toy_checkpoint(tmp, "absurd.safetensors", config={"path": {"name": "vp", "schedule": "linear", "beta_min": 0.1, "beta_max": 1e300}})
+    _toy_checkpoint(tmp, "badpath.safetensors", config={"path": {"name": "spiral"}})
+    _toy_checkpoint(tmp, "other.safetensors", generator="images")
+    good.unlink()
+
+
+def _arrays(tmp: Path) -> None:
+    np.save(tmp / "mel_complex.npy", np.zeros((64, 8), np.complex64))
+    np.save(tmp / "mel_bool.npy", np.zeros((64, 8), bool))
+    np.save(tmp / "mel_text.npy", np.array([["a"] * 8] * 64))
+    np.save(tmp / "mel_short.npy", np.full((64, 1), -5.0, np.float32))
+    np.save(tmp / "mel_empty.npy", np.zeros((64, 0), np.float32))
+    np.save(tmp / "mel_shape.npy", np.zeros((32, 8), np.float32))
+    np.save(tmp / "mel_nan.npy", np.full((64, 8), np.nan, np.float32))
+    np.save(tmp / "mel_object.npy", np.array([{"a": 1}] * 8, dtype=object), allow_pickle=True)
+    (tmp / "mel.txt").write_text("1 2 3\n")
+    (tmp / "mel_garbage.npy").write_bytes(b"not an npy file at all")
+
+
+def _tables(tmp: Path) -> None:
+    (tmp / "inf.csv").write_text("a,b,y\n1,2,x\ninf,3,z\n4,5,x\n6,7,z\n")
+    (tmp / "huge.csv").write_text("a,b,y\n1,2,x\n1e300,3,z\n4,5,x\n6,7,z\n")
+    (tmp / "one_class.csv").write_text("a,b,y\n1,2,x\n3,4,x\n5,6,x\n")
+    (tmp / "regression.csv").write_text("a,y\n1,0.5\n2,1.5\n3,2.25\n4,0.75\n")
+    (tmp / "no_features.csv").write_text("y\nx\nz\nx\n")
+    (tmp / "empty_column.csv").write_text("a,b,y\n1,,x\n2,,z\n3,,x\n")
+    (tmp / "blank.csv").write_text("")
+    (tmp / "table.xlsx").write_bytes(b"PK\x03\x04 not really")
+    (tmp / "missing_labels.csv").write_text("a,y\n1,x\n2,\n3,z\n")
+
+
+def _out_file(tmp: Path) -> None:
+    (tmp / "taken.txt").write_text("a user's file\n")
+    (tmp / "busy").mkdir()
+    (tmp / "busy" / "notes.md").write_text("keep me\n")
+
+
+PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file}
+
+
+def _case(id_, args, *fragments, env=None, prepare=None, code=None):
+    return pytest.param(list(args), fragments, env or {}, prepare, code, id=id_)
+
+
+# -- the corpus --------------------------------------------------------------------------
+
+CASES = [
+    # commands and names
+    _case("generate-unknown-plugin", ["generate", "--plugin", "tyo"], "unknown plugin 'tyo'", "did you mean 'toy'"),
+    _case("generate-no-plugin", ["generate"], "--plugin"),
+    _case("train-unknown-plugin", ["train", "--plugin", "nope"], "unknown plugin 'nope'"),
+    _case("evaluate-unknown-plugin", ["evaluate", "--plugin", "nope"], "unknown plugin 'nope'"),
+    _case("train-unknown-dataset", ["train", "--plugin", "toy", "--dataset", "mnist", "--out", "{tmp}/t.safetensors"], "unknown dataset 'mnist'"),
+    _case("train-unknown-model", ["train", "--plugin", "toy", "--model", "nope", "--out", "{tmp}/t.safetensors"], "has no model 'nope'"),
+    _case("evaluate-bad-n", ["evaluate", "--plugin", "toy", "-n", "0"], "-n"),
+    _case("unknown-command", ["generat"], "generat"),
+    _case("unknown-option", ["generate", "--plugin", "toy", "--colour", "red"], "--colour"),
+    _case("plugin-new-bad-name", ["plugin", "new", "Bad Name!", "--out", "{tmp}/p", "--no-train"], "name"),
+    _case("plugin-new-dot-name", ["plugin", "new", "..", "--out", "{tmp}/p", "--no-train"], "name"),
+    _case("install-missing-path", ["install", "./no/such/plugin"], "no such file or folder"),
+    _case("install-bad-requirement", ["install", "waves>>1", "--dry-run"], "neither a plugin name"),
+    _case("install-unknown-name", ["install", "no-such-plugin-anywhere", "--dry-run"], "no-such-plugin-anywhere"),
+    _case("resume-without-out", ["generate", "--resume"], "--resume needs --out"),
+    _case("resume-nothing-there", ["generate", "--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
+    # the environment
+    _case("env-memory-budget-word", ["generate", "--plugin", "toy", "-n", "2"], "CONDGEN_MEMORY_BUDGET", env={"CONDGEN_MEMORY_BUDGET": "lots"}),
+    _case("env-memory-budget-inf", ["generate", "--plugin", "toy", "-n", "2"], "CONDGEN_MEMORY_BUDGET", env={"CONDGEN_MEMORY_BUDGET": "inf"}),
+    _case("env-memory-budget-negative", ["generate", "--plugin", "toy", "-n", "2"], "CONDGEN_MEMORY_BUDGET", env={"CONDGEN_MEMORY_BUDGET": "-5"}),
+    _case("env-memory-budget-nan", ["generate", "--plugin", "toy", "-n", "2"], "CONDGEN_MEMORY_BUDGET", env={"CONDGEN_MEMORY_BUDGET": "nan"}),
+    _case("env-cache-is-a-file", ["generate", "--plugin", "toy", "-n", "2"], "CONDGEN_CACHE", env={"CONDGEN_CACHE": "{tmp}/taken.txt"}, prepare="out"),
+    # guidance values
+    _case("cfg-nan", ["generate", "--plugin", "toy", "-g", "cfg=nan"], "not a finite number"),
+    _case("cfg-inf", ["generate", "--plugin", "toy", "-g", "cfg=inf"], "not a finite number"),
+    _case("cfg-minus-inf", ["generate", "--plugin", "toy", "-g", "cfg=-inf"], "not a finite number"),
+    _case("cfg-word", ["generate", "--plugin", "toy", "-g", "cfg=lots"], "not a number"),
+    _case("cfg-empty", ["generate", "--plugin", "toy", "-g", "cfg="], "needs a value"),
+    _case("cfg-rescale-nan", ["generate", "--plugin", "toy", "-g", "cfg=2,rescale=nan"], "not a finite number"),
+    _case("cfg-interval-reversed", ["generate", "--plugin", "toy", "-g", "cfg=2,interval=5:1"], "LOW < HIGH"),
+    _case("cfg-interval-nan", ["generate", "--plugin", "toy", "-g", "cfg=2,interval=nan:1"], "not a finite number"),
+    _case("cfg-unknown-option", ["generate", "--plugin", "toy", "-g", "cfg=2,colour=red"], "unknown option 'colour'"),
+    _case("apg-eta-inf", ["generate", "--plugin", "toy", "-g", "apg=3,eta=inf"], "not a finite number"),
+    _case("cads-psi-nan", ["generate", "--plugin", "toy", "-g", "cads=1,psi=nan"], "not a finite number"),
+    _case("best-of-n-word", ["generate", "--plugin", "toy", "-g", "best-of-n=many"], "not a number"),
+    _case("guidance-none-plus", ["generate", "--plugin", "toy", "-g", "none", "-g", "cfg=2"], "give it alone"),
+    _case("guidance-unknown", ["generate", "--plugin", "toy", "-g", "magic=3"], "unknown guidance 'magic'"),
+    # sampler option values
+    _case("option-eta-nan", ["generate", "--plugin", "toy", "--sampler", "ddim", "-o", "eta=nan"], "not a finite number"),
+    _case("option-eta-word", ["generate", "--plugin", "toy", "--sampler", "ddim", "-o", "eta=lots"], "not a number"),
+    _case("option-eta-inf", ["generate", "--plugin", "toy", "--sampler", "ddim", "-o", "eta=inf"], "not a finite number"),
+    _case("option-bool-word", ["generate", "--plugin", "toy", "--sampler", "dpmpp-3m", "-o", "lower_order_final=maybe"], "not true or false"),
+    _case("option-s-noise-nan", ["generate", "--plugin", "toy", "--sampler", "euler-a", "-o", "s_noise=nan"], "not a finite number"),
+    _case("option-rho-inf", ["generate", "--plugin", "toy", "--sampler", "heun", "-o", "rho=inf"], "not a finite number"),
+    _case("option-not-key-value", ["generate", "--plugin", "toy", "-o", "eta"], "not key=value"),
+    _case("option-unknown", ["generate", "--plugin", "toy", "-o", "churn=1"], "no option 'churn'"),
+    _case("option-corrector-steps-fraction", ["generate", "--plugin", "toy", "--sampler", "sde-pc", "-o", "corrector_steps=1.5"], "not a whole number"),
+    # weights
+    _case("weights-missing", ["generate", "--plugin", "toy", "--weights", "{tmp}/none.safetensors"], "not found"),
+    _case("weights-pickled", ["generate", "--plugin", "toy", "--weights", "{tmp}/pickled.safetensors"], "pickle", prepare="weights"),
+    _case("weights-foreign", ["generate", "--plugin", "toy", "--weights", "{tmp}/foreign.safetensors"], "foreign weights", prepare="weights"),
+    _case("weights-truncated", ["generate", "--plugin", "toy", "--weights", "{tmp}/truncated.safetensors"], "safetensors", prepare="weights"),
+    _case("weights-nan", ["generate", "--plugin", "toy", "--weights", "{tmp}/nan.safetensors"], "NaN or infinite values in tensor 'means'", prepare="weights"),
+    _case("weights-wrong-shapes", ["generate", "--plugin", "toy", "--weights", "{tmp}/shape.safetensors", "-n", "2"], "do not fit generator 'toy'", prepare="weights"),
+    _case("weights-prediction-banana", ["generate", "--plugin", "toy", "--weights", "{tmp}/banana.safetensors"], "prediction 'banana'", prepare="weights"),
+    _case("weights-absurd-schedule", ["generate", "--plugin", "toy", "--weights", "{tmp}/absurd.safetensors"], "noise path VPPath", prepare="weights"),
+    _case("weights-unknown-path", ["generate", "--plugin", "toy", "--weights", "{tmp}/badpath.safetensors"], "unknown path 'spiral'", prepare="weights"),
+    _case("weights-other-generator", ["generate", "--plugin", "toy", "--weights", "{tmp}/other.safetensors"], "for generator 'images'", prepare="weights"),
+    _case("weights-a-folder", ["generate", "--plugin", "toy", "--weights", "{tmp}"], "not found"),
+    # array conditions (the vocoder's mel)
+    *[_case(f"mel-{name}", ["generate", "--plugin", "audio", "--model", "vocoder", "-c", f"mel={{tmp}}/{file}", "-n", "1"], fragment, prepare="arrays")
+      for name, file, fragment in [
+          ("complex", "mel_complex.npy", "not real numbers"), ("bool", "mel_bool.npy", "not real numbers"),
+          ("text", "mel_text.npy", "not real numbers"), ("too-short", "mel_short.npy", "too small"),
+          ("no-frames", "mel_empty.npy", "too small"), ("wrong-shape", "mel_shape.npy", "does not match"),
+          ("nan", "mel_nan.npy", "NaN"), ("pickled-objects", "mel_object.npy", "cannot read"),
+          ("unsupported-suffix", "mel.txt", "unsupported file type"), ("garbage", "mel_garbage.npy", "cannot read"),
+          ("missing", "missing.npy", "not found"),
+      ]],
+    _case("mel-absent", ["generate", "--plugin", "audio", "--model", "vocoder", "-n", "1"], "condition 'mel' is needed"),
+    # text conditions
+    _case("prompt-too-many-characters", ["generate", "--plugin", "text", "--prompt", "x" * 301], "exceeds 300"),
+    _case("prompt-too-many-tokens", ["generate", "--plugin", "text", "--prompt", "The quick brown fox jumps over the lazy dog again and again, " * 4], "context of 128 tokens"),
+    _case("prompt-not-utf8", ["generate", "--plugin", "text", "--prompt", "caf\udce9"], "not valid UTF-8"),
+    _case("text-steps-overflow", ["generate", "--plugin", "text", "--prompt", "The", "--steps", "200"], "context of 128 tokens"),
+    _case("text-topic-unknown", ["generate", "--plugin", "text", "-c", "topic=cooking"], "unknown label 'cooking'"),
+    # tables
+    *[_case(f"table-{name}", ["generate", "--plugin", "tabular", "--data", f"{{tmp}}/{file}", "--target", target, "-n", "2"], fragment, prepare="tables")
+      for name, file, target, fragment in [
+          ("infinite", "inf.csv", "y", "infinite values"), ("huge", "huge.csv", "y", "too large"),
+          ("one-class", "one_class.csv", "y", "single class"), ("regression", "regression.csv", "y", "non-integer"),
+          ("no-features", "no_features.csv", "y", "no feature columns"), ("empty-column", "empty_column.csv", "y", "entirely empty"),
+          ("blank-file", "blank.csv", "y", "cannot read"), ("unsupported-suffix", "table.xlsx", "y", "unsupported file type"),
+          ("unknown-target", "inf.csv", "label", "column 'label' is not in"), ("missing-labels", "missing_labels.csv", "y", "empty values"),
+          ("missing-file", "nope.csv", "y", "not found"),
+      ]],
+    _case("table-builtin-typo", ["generate", "--plugin", "tabular", "--data", "iriss", "--target", "class"], "did you mean"),
+    # output directories
+    _case("out-is-a-file", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/taken.txt"], "not empty", prepare="out"),
+    _case("out-not-empty", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/busy"], "not empty", prepare="out"),
+    _case("out-under-a-file", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/taken.txt/run"], "choose another --out", prepare="out"),
+]
+
+# The same refusals for every first-party plugin: names and numbers checked before any work.
+for plugin in PLUGINS:
+    data = ["--data", "iris", "--target", "class"] if plugin == "tabular" else []
+    no_weights = "takes no --weights" if plugin == "tabular" else None  # it fits on the table at generate time
+    CASES += [
+        _case(f"{plugin}-unknown-condition", ["generate", "--plugin", plugin, *data, "-c", "colour=red"], "unknown condition 'colour'"),
+        _case(f"{plugin}-unknown-model", ["generate", "--plugin", plugin, "--model", "nope"], "has no model 'nope'"),
+        _case(f"{plugin}-n-zero", ["generate", "--plugin", plugin, *data, "-n", "0"], "-n"),
+        _case(f"{plugin}-n-huge", ["generate", "--plugin", plugin, *data, "-n", "1000000000000"], "at most 1,000,000"),
+        _case(f"{plugin}-steps-zero", ["generate", "--plugin", plugin, *data, "--steps", "0"], "--steps"),
+        _case(f"{plugin}-steps-huge", ["generate", "--plugin", plugin, *data, "--steps", "1000000000"], "at most 100,000"),
+        _case(f"{plugin}-unknown-sampler", ["generate", "--plugin", plugin, *data, "--sampler", "nope"], "unknown sampler 'nope'"),
+        _case(f"{plugin}-guidance-nan", ["generate", "--plugin", plugin, *data, "-g", "cfg=nan"], "not a finite number"),
+        _case(f"{plugin}-unknown-option", ["generate", "--plugin", plugin, *data, "-o", "churn=1"], "no option 'churn'"),
+        _case(f"{plugin}-seed-negative", ["generate", "--plugin", plugin, *data, "--seed", "-1"], "--seed"),
+        _case(f"{plugin}-batch-zero", ["generate", "--plugin", plugin, *data, "--batch-size", "0"], "--batch-size"),
+        _case(f"{plugin}-unknown-device", ["generate", "--plugin", plugin, *data, "--device", "tpu"], "device"),
+        _case(f"{plugin}-unknown-format", ["generate", "--plugin", plugin, *data, "--format", "gif"], "does not write 'gif'"),
+        _case(f"{plugin}-weights-missing", ["generate", "--plugin", plugin, *data, "--weights", "{tmp}/none.safetensors"], no_weights or "not found"),
+        _case(f"{plugin}-weights-pickled", ["generate", "--plugin", plugin, *data, "--weights", "{tmp}/pickled.safetensors"], no_weights or "pickle", prepare="weights"),
+        _case(f"{plugin}-weights-with-nan", ["generate", "--plugin", plugin, *data, "--weights", "{tmp}/nan.safetensors"], no_weights or ("NaN" if plugin == "toy" else "for generator 'toy'"), prepare="weights"),
+        _case(f"{plugin}-out-is-a-file", ["generate", "--plugin", plugin, *data, "--out", "{tmp}/taken.txt"], "not empty", prepare="out"),
+        _case(f"{plugin}-train-unknown-dataset", ["train", "--plugin", plugin, "--dataset", "nope", "--out", "{tmp}/t.safetensors"], "unknown dataset 'nope'"),
+        _case(f"{plugin}-evaluate-n-zero", ["evaluate", "--plugin", plugin, "-n", "0"], "-n"),
+    ]
+
+
+def _expand(value: str, tmp: Path) -> str:
+    return value.replace("{tmp}", str(tmp))
+
+
+@pytest.mark.parametrize(("args", "fragments", "env", "prepare", "code"), CASES)
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(core, monkeypatch, tmp_path, args, fragments, env, prepare, code):
+    work = tmp_path / "work"
+    work.mkdir()
+    if prepare:
+        PREPARE[prepare](work)
+    monkeypatch.chdir(work)  # a refused run must not leave ./runs/ behind either
+    for key, value in env.items():
+        monkeypatch.setenv(key, _expand(value, work))
+    before = _files(work)
+    exit_code, _, err = core(*[_expand(a, work) for a in args])
+    assert_one_line_error(exit_code, err, *fragments)
+    assert "internal error" not in err
+    if code is not None:
+        assert exit_code == code
+    message = err.strip().lower()
+    assert any(hint in message for hint in ADVICE), f"the message says what went wrong but not what to do: {err.strip()}"
+    assert _files(work) == before, "a refused request changed files on disk"
+
+
+def test_the_corpus_is_large_and_covers_every_plugin_and_command():
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids)) and len(ids) >= 150
+    for plugin in PLUGINS:
+        assert sum(i.startswith(f"{plugin}-") for i in ids) >= 15
+    commands = {case.values[0][0] for case in CASES}
+    assert {"generate", "train", "evaluate", "install", "plugin"} <= commands

@@ -63,6 +63,15 @@ def write_block(doc: Path, name: str, text: str) -> None:
     doc.write_text(re.sub(pattern, lambda m: m.group(1) + text + "\n" + m.group(2), content, flags=re.S))
 
 
+def save_figure(fig, path: Path) -> None:
+    """Lay out, write and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def round_robin(n: int, workers: int) -> list[list[int]]:
     """Indices 0..n-1 dealt to ``workers`` chunks in turn (empty chunks left out)."""
     return [chunk for chunk in (list(range(n))[k::workers] for k in range(workers)) if chunk]

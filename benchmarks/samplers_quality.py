@@ -19,7 +19,7 @@ import argparse
 import time
 
 import torch
-from samplers_common import CONTINUOUS_NFE, ROOT, machine, sampler, steps_for, write_block
+from samplers_common import CONTINUOUS_NFE, ROOT, machine, sampler, save_figure, steps_for, write_block
 
 import oracles  # noqa: E402  (tests/conformance, put on the path by samplers_common)
 from condgen.execution import SampleRNG
@@ -60,9 +60,7 @@ def plot(results: dict, floor: float, path) -> None:
     ax.set_ylabel("sliced Wasserstein-1 to exact samples")
     ax.set_title("Sampler quality per NFE, toy 8-blob mixture (exact oracle)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main():

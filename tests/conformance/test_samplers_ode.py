@@ -24,6 +24,7 @@ DENOISER_SAMPLERS = {
     "heun-churn": (denoising.heun, {"s_churn": 20.0, "s_tmin": 0.05, "s_tmax": 10.0}),
     "dpmpp-2m": (denoising.dpmpp_2m, {}),
     "dpmpp-3m": (denoising.dpmpp_3m, {}),
+    "dpmpp-3m-doubled": (denoising.dpmpp_3m, {"third_order": "doubled"}),
     "sde-pc": (denoising.sde_pc, {}),
     "flow-euler": (flow.flow_euler, {}),
     "flow-heun": (flow.flow_heun, {}),
@@ -76,7 +77,8 @@ STEPS = (32, 64, 128, 256)
         ("ddim", denoising.ddim, {}, 0.9, 1.1),
         ("heun", denoising.heun, {}, 1.85, 2.3),
         ("dpmpp-2m", denoising.dpmpp_2m, {}, 1.85, 2.3),
-        ("dpmpp-3m", denoising.dpmpp_3m, {"lower_order_final": False}, 3.0, 4.2),
+        ("dpmpp-3m (doubled)", denoising.dpmpp_3m, {"lower_order_final": False, "third_order": "doubled"}, 3.0, 4.2),
+        ("dpmpp-3m", denoising.dpmpp_3m, {"lower_order_final": False}, 1.2, 1.6),
     ],
 )
 def test_convergence_order_of_the_probability_flow_samplers(name, fn, options, low, high):

@@ -105,9 +105,9 @@ BUILTIN_SAMPLERS = (
         name="dpmpp-3m",
         impl="condgen.samplers.denoising:dpmpp_3m",
         kinds=_DENOISER,
-        summary="DPM-Solver++ third-order multistep in log-SNR, data prediction",
+        summary="DPM-Solver++(3M) multistep in log-SNR, data prediction, as diffusers and k-diffusion; third_order=doubled: condgen's earlier variant",
         paper=_DPMPP + "; order 3 as in Lu et al. 2022, DPM-Solver (arXiv:2206.00927)",
-        options=("lower_order_final", *_GRID),
+        options=("lower_order_final", "third_order", *_GRID),
     ),
     Sampler(
         name="sde-pc",

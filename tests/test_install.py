@@ -139,3 +139,38 @@ def test_commands_of_a_plugin_installed_later_appear(core, plugin_site):
     plugin_site.add("second", command.replace("NAME", "second-cmd"))
     assert core("second-cmd")[:2] == (0, "second-cmd here\n")
     assert core("first-cmd")[:2] == (0, "first-cmd here\n")
+
+
+# -- commands printed for the user to copy ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../x", "x; rm -rf ~", "$(touch pwned)"])
+def test_an_unknown_plugin_name_is_not_echoed_into_a_pip_command(core, name):
+    code, _, err = core("generate", "--plugin", name, "-n", "1")
+    assert_one_line_error(code, err, "unknown plugin")
+    assert "pip install" not in err and "core install" not in err
+
+
+def test_an_unknown_plugin_with_a_plain_name_gets_the_pip_command(core):
+    code, _, err = core("generate", "--plugin", "no-such-plugin", "-n", "1")
+    assert_one_line_error(code, err, "pip install condgen-no-such-plugin")
+
+
+def test_a_resumed_manifest_cannot_plant_a_command_either(core, tmp_path):
+    code, out, err = core("generate", "--plugin", "toy", "-n", "2", "--out", tmp_path / "run")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest["request"]["plugin"] = "../../x"
+    manifest["status"] = "interrupted"
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = core("generate", "--resume", "--out", tmp_path / "run")
+    assert_one_line_error(code, err, "'../../x'")
+    assert "pip install" not in err
+
+
+def test_plugin_new_quotes_the_commands_it_prints(core, tmp_path):
+    out_dir = tmp_path / "my plugins"
+    code, out, err = core("plugin", "new", "quoted", "--out", out_dir, "--no-train")
+    assert code == 0, err
+    target = out_dir / "condgen-quoted"
+    assert f"next: pip install -e {shlex.quote(f'{target}[test]')}  (or core install -e {shlex.quote(str(target))})" in err

@@ -244,7 +244,10 @@ def plugin_new(name, out, description, train):
         click.echo(f"warning: plugin name {name!r} is already used ({clash}); rename it before you publish", err=True)
     target = create_plugin(name, out, description=description, train=train)
     click.echo(str(target))
-    click.echo(f"next: pip install -e {target}[test]  (or core install -e {target}), then: cd {target} && pytest", err=True)
+    import shlex
+
+    folder, extra = shlex.quote(str(target)), shlex.quote(f"{target}[test]")
+    click.echo(f"next: pip install -e {extra}  (or core install -e {folder}), then: cd {folder} && pytest", err=True)
 
 
 @cli.group("registry")

@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 import tomllib
 import urllib.parse
 import urllib.request
@@ -59,6 +60,23 @@ def entries(source=None) -> list[dict]:
 def normalize(name: str) -> str:
     """PEP 503 normalised distribution name."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# PEP 508 names: letters and digits, with '.', '_' and '-' inside (schema.json says the same)
+_DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def is_distribution_name(name) -> bool:
+    """Whether ``name`` is a distribution name and nothing else (no option, path, URL, marker)."""
+    return isinstance(name, str) and _DISTRIBUTION_NAME.fullmatch(name) is not None
+
+
+def install_hint(name: str) -> str:
+    """What to run to get plugin ``name``: a pip command only for a name that is a plain
+    distribution name (a name from a manifest or the command line is never echoed into one)."""
+    if is_distribution_name(f"condgen-{name}"):
+        return f"install one with `pip install {shlex.quote(f'condgen-{name}')}` (see `core plugins`)"
+    return "plugin names are letters, digits, '-' and '_' (see `core plugins` and `core plugins search`)"
 
 
 def find(name: str, source=None) -> dict:

@@ -94,7 +94,7 @@ def _drop(key):
     (_drop("licence"), "plugins[0]: 'licence' is a required property"),
     (_edit(name="Toy Plugin"), "plugins[0].name: 'Toy Plugin' does not match"),
     (_edit(weights={"source": "ftp://weights"}), "plugins[0].weights: 'licence' is a required property"),
-    (_edit(condgen_api=">=1.0,<<2"), "condgen_api '>=1.0,<<2' is not a version range"),
+    (_edit(condgen_api=">=1.0,<<2"), "plugins[0].condgen_api: '>=1.0,<<2' is not a version range"),
     (_add(name="ghost", distribution="condgen-ghost-nowhere"), "distribution 'condgen-ghost-nowhere' is neither installed here nor built from this repository"),
     (_add(name="toys", distribution="condgen-toy-fork", repository="plugins/toy"), "condgen-toy-fork' is neither installed"),
     (_edit(name="toys"), "distribution 'condgen-toy' does not register plugin 'toys' (its condgen entry points: toy)"),
@@ -144,3 +144,9 @@ def test_search_marks_incompatible_api_and_reads_condgen_registry(core, tmp_path
 def test_search_without_a_match_is_one_line(core):
     code, _, err = core("plugins", "search", "no-such-domain-xyz")
     assert_one_line_error(code, err, "no plugin in the registry matches 'no-such-domain-xyz'")
+
+
+@pytest.mark.parametrize("distribution", ["--index-url=https://evil.invalid", "condgen-x @ https://evil.invalid/x.whl", "condgen-x; os_name=='nt'"])
+def test_validate_names_a_distribution_that_is_not_a_name(core, planted, distribution):
+    code, _, err = core("registry", "validate", planted(_add(name="evil", distribution=distribution)))
+    assert_one_line_error(code, err, f"plugins[{len(INDEX['plugins'])}].distribution: {distribution!r} is not a distribution name")

@@ -179,8 +179,7 @@ def install(targets, editables, upgrade, dry_run, index_source):
 
     from condgen import install as installer
 
-    args, distributions = installer.resolve(targets, editables, index_source)
-    args = ["install", *(["--upgrade"] if upgrade else []), *args]
+    args, distributions = installer.resolve(targets, editables, index_source, upgrade=upgrade)
     if dry_run:
         click.echo(shlex.join(installer.pip_command(*args)))
         return

@@ -4,7 +4,9 @@ The index (``registry/index.json`` in the repository, a copy shipped inside the 
 ``condgen/_registry/index.json``) lists plugins by name with their distribution, summary,
 domains, plugin-API range, repository, licence, weights source and licence, and GPU need;
 ``registry/schema.json`` is its JSON Schema. ``CONDGEN_REGISTRY`` (a path or URL) points
-`core plugins search` and `core install` at another index.
+`core plugins search` and `core install` at another index. Every index is checked against
+the schema shipped with the core wherever it is read, so an entry's distribution is only
+ever a distribution name (never a pip option, path, URL or marker).
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ def is_url(source: str) -> bool:
     return urllib.parse.urlparse(str(source)).scheme in ("http", "https", "file")
 
 
-def read_index(source: str | os.PathLike | None = None) -> dict:
-    """The parsed index at ``source`` (path or URL), or a one-line error saying why not."""
-    source = str(source or default_source())
+def _load(source: str) -> dict:
+    """The parsed index at ``source`` (path or URL), unchecked beyond its top-level shape."""
     try:
         if is_url(source):
             with urllib.request.urlopen(source, timeout=30) as response:
@@ -50,6 +51,24 @@ def read_index(source: str | os.PathLike | None = None) -> dict:
         raise CondgenError(f"cannot read the plugin registry {source}: {reason}; point {ENV} at an index file or URL") from None
     if not isinstance(data, dict) or not isinstance(data.get("plugins"), list):
         raise CondgenError(f"plugin registry {source} has no list 'plugins'; see registry/schema.json")
+    return data
+
+
+def read_index(source: str | os.PathLike | None = None) -> dict:
+    """The parsed and checked index at ``source`` (path or URL), or a one-line error that
+    names the index, the entry and the field. The schema is the one shipped with the core,
+    never one beside the index: an index cannot loosen its own checks."""
+    source = str(source or default_source())
+    data = _load(source)
+    problems = index_problems(data, PACKAGED / "schema.json")
+    problems += [(("plugins", i), message) for i, message in duplicates(data)]
+    if problems:
+        (path, message), more = problems[0], len(problems) - 1
+        also = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise CondgenError(
+            f"plugin registry {source} is not valid: {_where(path, data)}: {message}{also}; "
+            f"fix the index (`core registry validate {shlex.quote(source)}` lists every problem) or point --index / {ENV} at another"
+        )
     return data
 
 
@@ -133,26 +152,18 @@ def validate(source=None, online: bool = False) -> tuple[list[str], list[dict]]:
     repository (``plugins/*``, ``examples/third_party/*``) and registering the plugin name;
     with ``online``, published on PyPI."""
     source = str(source or default_source())
-    data = read_index(source)
-    problems = _schema_problems(data, source)
+    data = _load(source)
+    beside = None if is_url(source) else Path(source).resolve().parent / "schema.json"
+    schema = beside if beside is not None and beside.is_file() else PACKAGED / "schema.json"
+    problems = [f"{_where(path, data, entry_names=False)}: {message}" for path, message in index_problems(data, schema)]
+    problems += [f"plugins[{i}] ({data['plugins'][i].get('name', '?')}): {message}" for i, message in duplicates(data)]
     local = {} if is_url(source) else _repository_distributions(Path(source).resolve().parent.parent)
-    seen_names, seen_dists = {}, {}
     for i, entry in enumerate(data["plugins"]):
         if not isinstance(entry, dict):
             continue
         where = f"plugins[{i}] ({entry.get('name', '?')})"
         name, dist = entry.get("name"), entry.get("distribution")
-        if isinstance(name, str):
-            if name in seen_names:
-                problems.append(f"{where}: duplicate name {name!r} (also plugins[{seen_names[name]}])")
-            seen_names.setdefault(name, i)
-        if isinstance(dist, str):
-            if normalize(dist) in seen_dists:
-                problems.append(f"{where}: duplicate distribution {dist!r} (also plugins[{seen_dists[normalize(dist)]}])")
-            seen_dists.setdefault(normalize(dist), i)
-        if isinstance(entry.get("condgen_api"), str) and not _valid_specifier(entry["condgen_api"]):
-            problems.append(f"{where}: condgen_api {entry['condgen_api']!r} is not a version range such as '>=1.0,<2'")
-        if isinstance(name, str) and isinstance(dist, str):
+        if isinstance(name, str) and is_distribution_name(dist):
             problem = _reachable(name, dist, local, online)
             if problem:
                 problems.append(f"{where}: {problem}")
@@ -163,17 +174,70 @@ def validate(source=None, online: bool = False) -> tuple[list[str], list[dict]]:
     return problems, [e for e in data["plugins"] if isinstance(e, dict)]
 
 
-def _schema_problems(data: dict, source: str) -> list[str]:
+def index_problems(data: dict, schema: Path) -> list[tuple[tuple, str]]:
+    """(path in the index, message) for each field that is wrong: the JSON Schema
+    ``schema``, distribution names (whatever the schema says) and API ranges."""
+    problems = _schema_problems(data, schema)
+    for i, entry in enumerate(data["plugins"]):
+        if not isinstance(entry, dict):
+            continue
+        dist = entry.get("distribution")
+        if isinstance(dist, str) and not is_distribution_name(dist) and ("plugins", i, "distribution") not in [p for p, _ in problems]:
+            problems.append((("plugins", i, "distribution"), _not_a_name(dist)))
+        if isinstance(entry.get("condgen_api"), str) and not _valid_specifier(entry["condgen_api"]):
+            problems.append((("plugins", i, "condgen_api"), f"{entry['condgen_api']!r} is not a version range such as '>=1.0,<2'"))
+    return problems
+
+
+def duplicates(data: dict) -> list[tuple[int, str]]:
+    """(entry number, message) for each entry whose name or distribution an earlier one has."""
+    problems, seen_names, seen_dists = [], {}, {}
+    for i, entry in enumerate(data["plugins"]):
+        if not isinstance(entry, dict):
+            continue
+        name, dist = entry.get("name"), entry.get("distribution")
+        if isinstance(name, str):
+            if name in seen_names:
+                problems.append((i, f"duplicate name {name!r} (also plugins[{seen_names[name]}])"))
+            seen_names.setdefault(name, i)
+        if isinstance(dist, str):
+            if normalize(dist) in seen_dists:
+                problems.append((i, f"duplicate distribution {dist!r} (also plugins[{seen_dists[normalize(dist)]}])"))
+            seen_dists.setdefault(normalize(dist), i)
+    return problems
+
+
+def _not_a_name(dist) -> str:
+    return f"{dist!r} is not a distribution name (letters, digits and '.', '_', '-' inside; no option, path, URL or marker)"
+
+
+def _where(path: tuple, data: dict, entry_names: bool = True) -> str:
+    """``entry plugins[3] ('evil'), field 'distribution'`` (or ``plugins[3].distribution``) for a path."""
+    if not path:
+        return "index"
+    if entry_names and (path[0] != "plugins" or len(path) < 2):
+        return f"field {'.'.join(str(p) for p in path)!r}"
+    if not entry_names:
+        return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    entry = data["plugins"][path[1]]
+    name = entry.get("name") if isinstance(entry, dict) else None
+    where = f"entry plugins[{path[1]}]" + (f" ({name!r})" if isinstance(name, str) else "")
+    field = ".".join(str(p) for p in path[2:])
+    return where + (f", field {field!r}" if field else "")
+
+
+def _schema_problems(data: dict, schema_path: Path) -> list[tuple[tuple, str]]:
     import jsonschema
 
-    beside = None if is_url(source) else Path(source).resolve().parent / "schema.json"
-    schema_path = beside if beside is not None and beside.is_file() else PACKAGED / "schema.json"
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     problems = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "index"
-        problems.append(f"{location}: {error.message}")
+    for error in sorted(validator.iter_errors(data), key=lambda e: [(0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in e.absolute_path]):
+        path = tuple(error.absolute_path)
+        if len(path) == 3 and path[2] == "distribution" and error.validator == "pattern":
+            problems.append((path, _not_a_name(error.instance)))
+        else:
+            problems.append((path, error.message))
     return problems
 
 

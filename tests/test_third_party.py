@@ -100,6 +100,9 @@ def test_example_plugin_from_a_wheel_in_a_fresh_venv(tmp_path):
     run(core, "plugin", "new", "from-wheel", "--no-train", "--out", tmp_path)
     assert (tmp_path / "condgen-from-wheel" / "src" / "condgen_from_wheel" / "model.py").is_file()
 
+    # the index shipped in the core wheel validates there, outside any checkout
+    assert "(the index shipped with condgen 0.1.0): " in run(core, "registry", "validate").stdout
+
     # install by registry name: the index shipped in the core wheel names condgen-waves
     assert [e["distribution"] for e in json.loads(run(core, "plugins", "search", "sequences", "--json").stdout)] == ["condgen-waves"]
     installed = run(core, "install", "waves")

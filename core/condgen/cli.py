@@ -264,10 +264,22 @@ def registry_validate(index_path, online):
     source = index_path or index.default_source()
     if not index.is_url(source):
         source = str(Path(source).resolve())
-    problems, entries = index.validate(source, online=online)
+    problems, entries, unchecked = index.validate(source, online=online)
     if problems:
         raise CondgenError(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))
-    click.echo(f"{source}: {len(entries)} plugins, valid")
+    shipped = not index_path and not os.environ.get(index.ENV) and index.checkout_root(source) is None
+    if shipped:
+        import condgen
+
+        what = f"{source} (the index shipped with condgen {condgen.__version__})"
+    else:
+        what = source
+    note = ""
+    if unchecked:
+        # outside a checkout there is no repository to find relative folders and unbuilt distributions in
+        note = (f"; outside a checkout, {len(unchecked)} repository folder(s) and distribution(s) not installed here "
+                "were not checked" + ("" if online else " (--online asks PyPI about the distributions)"))
+    click.echo(f"{what}: {len(entries)} plugins, valid{note}")
 
 
 # -- generate -------------------------------------------------------------------------

@@ -146,32 +146,49 @@ def installed_version(distribution: str) -> str | None:
 # -- validation -------------------------------------------------------------------------
 
 
-def validate(source=None, online: bool = False) -> tuple[list[str], list[dict]]:
-    """(problems, entries) of an index: JSON Schema, duplicate names and distributions, the
-    API range, and that each distribution is reachable: installed here or built from this
-    repository (``plugins/*``, ``examples/third_party/*``) and registering the plugin name;
-    with ``online``, published on PyPI."""
+def checkout_root(source: str) -> Path | None:
+    """The repository an index file lies in (its ``plugins/`` beside the index's folder),
+    or None: a URL, or an index outside a checkout (the one shipped in site-packages)."""
+    if is_url(source):
+        return None
+    root = Path(source).resolve().parent.parent
+    return root if (root / "plugins").is_dir() else None
+
+
+def validate(source=None, online: bool = False) -> tuple[list[str], list[dict], list[str]]:
+    """(problems, entries, what was not checked) of an index: JSON Schema, duplicate names
+    and distributions, the API range, and that each distribution is reachable: installed
+    here or built from this repository (``plugins/*``, ``examples/third_party/*``) and
+    registering the plugin name; with ``online``, published on PyPI. Outside a checkout
+    there is no repository: relative repository folders and distributions that are not
+    installed are only listed as unchecked (``online`` still asks PyPI about the latter)."""
     source = str(source or default_source())
     data = _load(source)
+    root = checkout_root(source)
     beside = None if is_url(source) else Path(source).resolve().parent / "schema.json"
     schema = beside if beside is not None and beside.is_file() else PACKAGED / "schema.json"
     problems = [f"{_where(path, data, entry_names=False)}: {message}" for path, message in index_problems(data, schema)]
     problems += [f"plugins[{i}] ({data['plugins'][i].get('name', '?')}): {message}" for i, message in duplicates(data)]
-    local = {} if is_url(source) else _repository_distributions(Path(source).resolve().parent.parent)
+    local = {} if root is None else _repository_distributions(root)
+    unchecked = []
     for i, entry in enumerate(data["plugins"]):
         if not isinstance(entry, dict):
             continue
         where = f"plugins[{i}] ({entry.get('name', '?')})"
         name, dist = entry.get("name"), entry.get("distribution")
         if isinstance(name, str) and is_distribution_name(dist):
-            problem = _reachable(name, dist, local, online)
-            if problem:
+            problem = _reachable(name, dist, local, online, in_checkout=root is not None)
+            if problem == _UNCHECKED:
+                unchecked.append(dist)
+            elif problem:
                 problems.append(f"{where}: {problem}")
         repository = entry.get("repository")
-        if isinstance(repository, str) and not is_url(repository) and not is_url(source):
-            if not (Path(source).resolve().parent.parent / repository).is_dir():
+        if isinstance(repository, str) and not is_url(repository):
+            if root is None:
+                unchecked.append(repository)
+            elif not (root / repository).is_dir():
                 problems.append(f"{where}: repository path {repository!r} is not a folder of this repository")
-    return problems, [e for e in data["plugins"] if isinstance(e, dict)]
+    return problems, [e for e in data["plugins"] if isinstance(e, dict)], unchecked
 
 
 def index_problems(data: dict, schema: Path) -> list[tuple[tuple, str]]:
@@ -264,7 +281,10 @@ def _repository_distributions(root: Path) -> dict[str, set[str]]:
     return found
 
 
-def _reachable(name: str, dist: str, local: dict[str, set[str]], online: bool) -> str | None:
+_UNCHECKED = "unchecked"
+
+
+def _reachable(name: str, dist: str, local: dict[str, set[str]], online: bool, in_checkout: bool = True) -> str | None:
     registered = local.get(normalize(dist))
     if registered is None:
         try:
@@ -280,5 +300,7 @@ def _reachable(name: str, dist: str, local: dict[str, set[str]], online: bool) -
         except OSError as exc:
             return f"distribution {dist!r} is not published on PyPI ({exc})"
     if registered is None:
+        if not in_checkout:
+            return _UNCHECKED
         return f"distribution {dist!r} is neither installed here nor built from this repository (check PyPI with --online)"
     return None

@@ -213,6 +213,26 @@ def test_a_user_requirement_keeps_only_name_extras_and_range(core, monkeypatch):
     assert out == ""
 
 
+# -- --find-links: a local wheelhouse ---------------------------------------------------
+
+
+def test_find_links_points_pip_at_a_local_wheelhouse(core, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "wheels").mkdir()
+    code, out, err = core("install", "waves", "--find-links", tmp_path / "wheels", "--dry-run")
+    assert code == 0, err
+    assert out.strip() == f"{PIP} install --find-links {tmp_path / 'wheels'} -- condgen-waves"
+    code, _, err = core("install", "waves", "--find-links", tmp_path / "nowhere", "--dry-run")
+    assert_one_line_error(code, err, f"--find-links {tmp_path / 'nowhere'}: not a folder", "wheels")
+
+
+def test_pip_takes_find_links_and_the_double_dash(core, tmp_path):
+    """pip itself runs (no index, an empty wheelhouse): it looks there and finds nothing."""
+    (tmp_path / "wheels").mkdir()
+    code, _, err = core("install", "waves", "--find-links", tmp_path / "wheels")
+    assert_one_line_error(code, err, "pip install failed:", "condgen-waves", f"--find-links {tmp_path / 'wheels'} -- condgen-waves")
+
+
 # -- commands printed for the user to copy ----------------------------------------------
 
 

@@ -166,20 +166,22 @@ def plugins_search(term, as_json, index_source):
 @click.option("-e", "--editable", "editables", multiple=True, metavar="PATH", help="Install a plugin's project folder in editable mode (repeatable).")
 @click.option("-U", "--upgrade", is_flag=True, help="Upgrade to the newest allowed version.")
 @click.option("--dry-run", is_flag=True, help="Print the pip command instead of running it.")
+@click.option("--find-links", "find_links", metavar="DIR", help="Let pip look for wheels in this folder too (a local wheelhouse; with PIP_NO_INDEX=1, only there).")
 @_INDEX_OPTION
-def install(targets, editables, upgrade, dry_run, index_source):
+def install(targets, editables, upgrade, dry_run, find_links, index_source):
     """Install plugins with pip into this environment: registry NAMEs, wheels, folders, -e PATH.
 
     \b
     core install waves                 the registry's distribution for plugin waves
     core install ./condgen-waves       a project folder (or dist/condgen_waves-0.1.0-py3-none-any.whl)
     core install -e ./condgen-waves    editable, for plugin development
+    core install waves --find-links DIR   ... taking its wheel from a local folder too
     """
     import shlex
 
     from condgen import install as installer
 
-    args, distributions = installer.resolve(targets, editables, index_source, upgrade=upgrade)
+    args, distributions = installer.resolve(targets, editables, index_source, upgrade=upgrade, find_links=find_links)
     if dry_run:
         click.echo(shlex.join(installer.pip_command(*args)))
         return

@@ -52,13 +52,17 @@ def requirement(distribution: str, extras=(), specifier="") -> str:
     return text
 
 
-def resolve(targets, editables=(), source=None, upgrade=False) -> tuple[list[str], list[str]]:
+def resolve(targets, editables=(), source=None, upgrade=False, find_links=None) -> tuple[list[str], list[str]]:
     """(pip arguments from ``install`` on, registry distributions among them) for `core install`:
-    options (``--upgrade``, ``-e PATH``) first, then ``--`` and the
+    options (``--upgrade``, ``--find-links DIR``, ``-e PATH``) first, then ``--`` and the
     requirements and paths."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     options, args, distributions = ["install", *(["--upgrade"] if upgrade else [])], [], []
+    if find_links is not None:
+        if not Path(find_links).expanduser().is_dir():
+            raise UsageError(f"--find-links {find_links}: not a folder; give a folder of wheels (a wheelhouse, e.g. from `pip wheel -w DIR`)")
+        options += ["--find-links", str(Path(find_links).expanduser().resolve())]
     for target in targets:
         if is_local(target):
             path = Path(target).expanduser()

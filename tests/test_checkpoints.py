@@ -52,3 +52,91 @@ def test_same_weights_and_config_give_the_same_bytes(tmp_path):
     loaded = load_checkpoint(tmp_path / "w0.safetensors", "toy")
     assert loaded.config == config and all(torch.equal(loaded.tensors[k], v) for k, v in tensors.items())
     assert save_checkpoint(tmp_path / "other.safetensors", tensors, {**config, "depth": 4}, "toy") not in hashes
+
+
+def _cached_files():
+    from condgen.checkpoints import cache_dir
+
+    return sorted(p for p in cache_dir().rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def http_server(tmp_path, monkeypatch):
+    """Serves tmp_path/served on 127.0.0.1 (and nowhere else); yields its base URL."""
+    import functools
+    import http.server
+    import threading
+
+    for proxy in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    (tmp_path / "served").mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path / "served")))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_downloaded_pickle_is_refused_and_not_kept(tmp_path):
+    import pickle
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(pickle.dumps({"a": [1.0, 2.0]}, protocol=4))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(path.as_uri(), generator="demo")
+    assert _cached_files() == []
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04torch.save zip", b"not a safetensors file at all", (10**9).to_bytes(8, "little") + b"{}"])
+def test_a_downloaded_file_that_is_not_safetensors_is_refused_over_http(tmp_path, http_server, content):
+    (tmp_path / "served" / "w.safetensors").write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"http://127\.0\.0\.1:\d+/w\.safetensors"):
+        resolve_source(f"{http_server}/w.safetensors")
+    assert _cached_files() == []
+
+
+def test_a_download_with_the_wrong_sha256_is_not_kept(tmp_path, http_server):
+    sha = save_checkpoint(tmp_path / "served" / "w.safetensors", {"a": torch.ones(3)}, {}, generator="demo")
+    with pytest.raises(CheckpointError, match="sha256"):
+        resolve_source(f"{http_server}/w.safetensors", sha256="0" * 64)
+    assert _cached_files() == []
+    assert load_checkpoint(f"{http_server}/w.safetensors", generator="demo", sha256=sha).sha256 == sha
+    assert [p.name for p in _cached_files()] == ["w.safetensors"]
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, MemoryError])
+def test_an_interrupted_download_leaves_nothing_behind(tmp_path, monkeypatch, interruption):
+    import condgen.checkpoints
+
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(path, {"a": torch.ones(1000)}, {}, generator="demo")
+
+    def half_then_stop(source, target, *args):
+        target.write(source.read(100))
+        raise interruption()
+
+    monkeypatch.setattr(condgen.checkpoints.shutil, "copyfileobj", half_then_stop)
+    with pytest.raises(interruption):
+        resolve_source(path.as_uri())
+    assert _cached_files() == []
+
+
+def test_a_pickle_cached_before_downloads_were_checked_is_dropped(tmp_path):
+    import pickle
+
+    source = tmp_path / "w.safetensors"
+    save_checkpoint(source, {"a": torch.ones(3)}, {}, generator="demo")
+    cached = resolve_source(source.as_uri())
+    cached.write_bytes(pickle.dumps([1, 2], protocol=4))
+    assert load_checkpoint(source.as_uri(), generator="demo").path == cached
+    source.write_bytes(pickle.dumps([1, 2], protocol=4))
+    cached.write_bytes(source.read_bytes())
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(source.as_uri())
+    assert _cached_files() == []

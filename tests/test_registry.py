@@ -94,7 +94,7 @@ def _drop(key):
     (_drop("licence"), "plugins[0]: 'licence' is a required property"),
     (_edit(name="Toy Plugin"), "plugins[0].name: 'Toy Plugin' does not match"),
     (_edit(weights={"source": "ftp://weights"}), "plugins[0].weights: 'licence' is a required property"),
-    (_edit(condgen_api=">=1.0,<<2"), "condgen_api '>=1.0,<<2' is not a version range"),
+    (_edit(condgen_api=">=1.0,<<2"), "plugins[0].condgen_api: '>=1.0,<<2' is not a version range"),
     (_add(name="ghost", distribution="condgen-ghost-nowhere"), "distribution 'condgen-ghost-nowhere' is neither installed here nor built from this repository"),
     (_add(name="toys", distribution="condgen-toy-fork", repository="plugins/toy"), "condgen-toy-fork' is neither installed"),
     (_edit(name="toys"), "distribution 'condgen-toy' does not register plugin 'toys' (its condgen entry points: toy)"),
@@ -144,3 +144,39 @@ def test_search_marks_incompatible_api_and_reads_condgen_registry(core, tmp_path
 def test_search_without_a_match_is_one_line(core):
     code, _, err = core("plugins", "search", "no-such-domain-xyz")
     assert_one_line_error(code, err, "no plugin in the registry matches 'no-such-domain-xyz'")
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """The core as a non-editable install has it: the index and schema copied into
+    site-packages/condgen/_registry, with no repository around them."""
+    import condgen.index
+
+    folder = tmp_path / "site-packages" / "condgen" / "_registry"
+    folder.mkdir(parents=True)
+    for name in ("index.json", "schema.json"):
+        (folder / name).write_text((ROOT / "registry" / name).read_text())
+    monkeypatch.setattr(condgen.index, "PACKAGED", folder)
+    monkeypatch.delenv("CONDGEN_REGISTRY", raising=False)
+    return folder / "index.json"
+
+
+def test_validate_outside_a_checkout_checks_the_shipped_index(core, shipped):
+    code, out, err = core("registry", "validate")
+    assert code == 0, err
+    assert out.startswith(f"{shipped} (the index shipped with condgen 0.1.0): {len(INDEX['plugins'])} plugins, valid")
+    assert "outside a checkout" in out and "were not checked" in out
+
+
+def test_the_shipped_index_is_still_checked_outside_a_checkout(core, shipped):
+    index = copy.deepcopy(INDEX)
+    _edit(gpu="sometimes")(index["plugins"])
+    shipped.write_text(json.dumps(index))
+    code, _, err = core("registry", "validate")
+    assert_one_line_error(code, err, str(shipped), "plugins[0].gpu: 'sometimes' is not one of")
+
+
+@pytest.mark.parametrize("distribution", ["--index-url=https://evil.invalid", "condgen-x @ https://evil.invalid/x.whl", "condgen-x; os_name=='nt'"])
+def test_validate_names_a_distribution_that_is_not_a_name(core, planted, distribution):
+    code, _, err = core("registry", "validate", planted(_add(name="evil", distribution=distribution)))
+    assert_one_line_error(code, err, f"plugins[{len(INDEX['plugins'])}].distribution: {distribution!r} is not a distribution name")

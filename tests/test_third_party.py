@@ -107,9 +107,15 @@ def test_example_plugin_from_a_wheel_in_a_fresh_venv(tmp_path):
     run(core, "plugin", "new", "from-wheel", "--no-train", "--out", tmp_path)
     assert (tmp_path / "condgen-from-wheel" / "src" / "condgen_from_wheel" / "model.py").is_file()
 
-    # install by registry name: the index shipped in the core wheel names condgen-waves
+    # the index shipped in the core wheel validates there, outside any checkout
+    assert "(the index shipped with condgen 0.1.0): " in run(core, "registry", "validate").stdout
+
+    # install by registry name: the index shipped in the core wheel names condgen-waves;
+    # pip finds the wheel only through --find-links
     assert [e["distribution"] for e in json.loads(run(core, "plugins", "search", "sequences", "--json").stdout)] == ["condgen-waves"]
-    installed = run(core, "install", "waves")
+    find_links = env.pop("PIP_FIND_LINKS")
+    installed = run(core, "install", "waves", "--find-links", wheels)
+    env["PIP_FIND_LINKS"] = find_links
     assert "plugin waves 0.1.0 (condgen-waves): loaded" in installed.stdout, installed.stdout
     records = {r["name"]: r for r in json.loads(run(core, "plugins", "--json").stdout)}
     assert set(records) == {"condgen", "waves"}, "only the fresh environment's plugins are visible"

@@ -3,15 +3,19 @@
 Nothing here unpickles. A file is checked before use: it must exist, be a valid
 safetensors file (not a pickle or a torch.save zip), and carry condgen metadata naming
 the generator it was trained for. Sources may be local paths or URLs (http, https,
-file); URLs are downloaded once into the cache directory and verified by sha256.
+file); URLs are downloaded once into the cache directory: to a temporary name beside
+the final one, checked (a safetensors header; the sha256 when it is known), then renamed
+into place. A download that is refused, fails or is interrupted leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import urllib.parse
 import urllib.request
 import warnings
@@ -23,6 +27,7 @@ from condgen.errors import CheckpointError
 FORMAT_VERSION = "1"
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ZIP_MAGIC = b"PK\x03\x04"
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
 
 
 def cache_dir() -> Path:
@@ -61,19 +66,65 @@ def resolve_source(source: str | os.PathLike, sha256: str | None = None) -> Path
     name = Path(urllib.parse.urlparse(text).path).name or "weights.safetensors"
     target = cache_dir() / "weights" / hashlib.sha256(text.encode()).hexdigest()[:16] / name
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
+        _download(text, target, sha256)
+    elif sha256 is not None and sha256_file(target) != sha256:
+        target.unlink()
+        _remove_empty(target.parent)
+        raise CheckpointError(f"weights from {text} do not match the expected sha256 {sha256[:12]}...; the source changed or the download was corrupt")
+    elif _not_safetensors(target):  # cached before downloads were checked: drop it, fetch afresh
+        target.unlink()
+        _download(text, target, sha256)
+    return target
+
+
+def _download(url: str, target: Path, sha256: str | None) -> None:
+    """Fetch ``url`` to a temporary name beside ``target``, check it, then rename it into
+    place; on a refusal, an error or Ctrl-C the temporary file is removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    partial = Path(name)
+    try:
         try:
-            with urllib.request.urlopen(text, timeout=60) as response, open(partial, "wb") as out:
+            with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
                 shutil.copyfileobj(response, out)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise CheckpointError(f"cannot download weights from {text}: {exc}; download them by hand and pass the path") from None
+            raise CheckpointError(f"cannot download weights from {url}: {exc}; download them by hand and pass the path") from None
+        problem = _not_safetensors(partial)
+        if problem:
+            raise CheckpointError(f"weights from {url} are {problem}; nothing was kept. condgen loads only safetensors (nothing is unpickled): "
+                                  "ask for a .safetensors file, or convert it with safetensors.torch.save_file in a trusted environment")
+        if sha256 is not None and sha256_file(partial) != sha256:
+            raise CheckpointError(f"weights from {url} do not match the expected sha256 {sha256[:12]}...; the source changed or the download was corrupt")
         os.replace(partial, target)
-    if sha256 is not None and sha256_file(target) != sha256:
-        target.unlink()
-        raise CheckpointError(f"weights from {text} do not match the expected sha256 {sha256[:12]}...; the source changed or the download was corrupt")
-    return target
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        _remove_empty(target.parent)
+        raise
+
+
+def _remove_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only if empty: another download may be using it
+
+
+def _not_safetensors(path: Path) -> str | None:
+    """Why ``path`` is not a safetensors file by its header (None if it may be one): a
+    pickle or torch.save zip, or no 8-byte header length followed by that much JSON."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if head[:2] in _PICKLE_MAGIC or head[:4] == _ZIP_MAGIC:
+            return "a pickle / torch.save file"
+        length = int.from_bytes(head, "little") if len(head) == 8 else 0
+        if not 2 <= length <= size - 8 or length > _MAX_HEADER:
+            return "not a safetensors file (no valid header)"
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError:
+            header = None
+    if not isinstance(header, dict):
+        return "not a safetensors file (its header is not a JSON object)"
+    return None
 
 
 def _sniff(path: Path) -> None:

@@ -191,21 +191,22 @@ def plugins_search(term, as_json, index_source):
 @click.option("-e", "--editable", "editables", multiple=True, metavar="PATH", help="Install a plugin's project folder in editable mode (repeatable).")
 @click.option("-U", "--upgrade", is_flag=True, help="Upgrade to the newest allowed version.")
 @click.option("--dry-run", is_flag=True, help="Print the pip command instead of running it.")
+@click.option("--find-links", "find_links", metavar="DIR", help="Let pip look for wheels in this folder too (a local wheelhouse; with PIP_NO_INDEX=1, only there).")
 @_INDEX_OPTION
-def install(targets, editables, upgrade, dry_run, index_source):
+def install(targets, editables, upgrade, dry_run, find_links, index_source):
     """Install plugins with pip into this environment: registry NAMEs, wheels, folders, -e PATH.
 
     \b
     core install waves                 the registry's distribution for plugin waves
     core install ./condgen-waves       a project folder (or dist/condgen_waves-0.1.0-py3-none-any.whl)
     core install -e ./condgen-waves    editable, for plugin development
+    core install waves --find-links DIR   ... taking its wheel from a local folder too
     """
     import shlex
 
     from condgen import install as installer
 
-    args, distributions = installer.resolve(targets, editables, index_source)
-    args = ["install", *(["--upgrade"] if upgrade else []), *args]
+    args, distributions = installer.resolve(targets, editables, index_source, upgrade=upgrade, find_links=find_links)
     if dry_run:
         click.echo(shlex.join(installer.pip_command(*args)))
         return
@@ -269,7 +270,10 @@ def plugin_new(name, out, description, train):
         click.echo(f"warning: plugin name {name!r} is already used ({clash}); rename it before you publish", err=True)
     target = create_plugin(name, out, description=description, train=train)
     click.echo(str(target))
-    click.echo(f"next: pip install -e {target}[test]  (or core install -e {target}), then: cd {target} && pytest", err=True)
+    import shlex
+
+    folder, extra = shlex.quote(str(target)), shlex.quote(f"{target}[test]")
+    click.echo(f"next: pip install -e {extra}  (or core install -e {folder}), then: cd {folder} && pytest", err=True)
 
 
 @cli.group("registry")
@@ -287,10 +291,22 @@ def registry_validate(index_path, online):
     source = index_path or index.default_source()
     if not index.is_url(source):
         source = str(Path(source).resolve())
-    problems, entries = index.validate(source, online=online)
+    problems, entries, unchecked = index.validate(source, online=online)
     if problems:
         raise CondgenError(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))
-    click.echo(f"{source}: {len(entries)} plugins, valid")
+    shipped = not index_path and not os.environ.get(index.ENV) and index.checkout_root(source) is None
+    if shipped:
+        import condgen
+
+        what = f"{source} (the index shipped with condgen {condgen.__version__})"
+    else:
+        what = source
+    note = ""
+    if unchecked:
+        # outside a checkout there is no repository to find relative folders and unbuilt distributions in
+        note = (f"; outside a checkout, {len(unchecked)} repository folder(s) and distribution(s) not installed here "
+                "were not checked" + ("" if online else " (--online asks PyPI about the distributions)"))
+    click.echo(f"{what}: {len(entries)} plugins, valid{note}")
 
 
 # -- generate -------------------------------------------------------------------------

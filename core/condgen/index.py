@@ -4,7 +4,9 @@ The index (``registry/index.json`` in the repository, a copy shipped inside the 
 ``condgen/_registry/index.json``) lists plugins by name with their distribution, summary,
 domains, plugin-API range, repository, licence, weights source and licence, and GPU need;
 ``registry/schema.json`` is its JSON Schema. ``CONDGEN_REGISTRY`` (a path or URL) points
-`core plugins search` and `core install` at another index.
+`core plugins search` and `core install` at another index. Every index is checked against
+the schema shipped with the core wherever it is read, so an entry's distribution is only
+ever a distribution name (never a pip option, path, URL or marker).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 import tomllib
 import urllib.parse
 import urllib.request
@@ -34,9 +37,8 @@ def is_url(source: str) -> bool:
     return urllib.parse.urlparse(str(source)).scheme in ("http", "https", "file")
 
 
-def read_index(source: str | os.PathLike | None = None) -> dict:
-    """The parsed index at ``source`` (path or URL), or a one-line error saying why not."""
-    source = str(source or default_source())
+def _load(source: str) -> dict:
+    """The parsed index at ``source`` (path or URL), unchecked beyond its top-level shape."""
     try:
         if is_url(source):
             with urllib.request.urlopen(source, timeout=30) as response:
@@ -52,6 +54,24 @@ def read_index(source: str | os.PathLike | None = None) -> dict:
     return data
 
 
+def read_index(source: str | os.PathLike | None = None) -> dict:
+    """The parsed and checked index at ``source`` (path or URL), or a one-line error that
+    names the index, the entry and the field. The schema is the one shipped with the core,
+    never one beside the index: an index cannot loosen its own checks."""
+    source = str(source or default_source())
+    data = _load(source)
+    problems = index_problems(data, PACKAGED / "schema.json")
+    problems += [(("plugins", i), message) for i, message in duplicates(data)]
+    if problems:
+        (path, message), more = problems[0], len(problems) - 1
+        also = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise CondgenError(
+            f"plugin registry {source} is not valid: {_where(path, data)}: {message}{also}; "
+            f"fix the index (`core registry validate {shlex.quote(source)}` lists every problem) or point --index / {ENV} at another"
+        )
+    return data
+
+
 def entries(source=None) -> list[dict]:
     return [e for e in read_index(source)["plugins"] if isinstance(e, dict)]
 
@@ -59,6 +79,23 @@ def entries(source=None) -> list[dict]:
 def normalize(name: str) -> str:
     """PEP 503 normalised distribution name."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# PEP 508 names: letters and digits, with '.', '_' and '-' inside (schema.json says the same)
+_DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def is_distribution_name(name) -> bool:
+    """Whether ``name`` is a distribution name and nothing else (no option, path, URL, marker)."""
+    return isinstance(name, str) and _DISTRIBUTION_NAME.fullmatch(name) is not None
+
+
+def install_hint(name: str) -> str:
+    """What to run to get plugin ``name``: a pip command only for a name that is a plain
+    distribution name (a name from a manifest or the command line is never echoed into one)."""
+    if is_distribution_name(f"condgen-{name}"):
+        return f"install one with `pip install {shlex.quote(f'condgen-{name}')}` (see `core plugins`)"
+    return "plugin names are letters, digits, '-' and '_' (see `core plugins` and `core plugins search`)"
 
 
 def find(name: str, source=None) -> dict:
@@ -109,53 +146,115 @@ def installed_version(distribution: str) -> str | None:
 # -- validation -------------------------------------------------------------------------
 
 
-def validate(source=None, online: bool = False) -> tuple[list[str], list[dict]]:
-    """(problems, entries) of an index: JSON Schema, duplicate names and distributions, the
-    API range, and that each distribution is reachable: installed here or built from this
-    repository (``plugins/*``, ``examples/third_party/*``) and registering the plugin name;
-    with ``online``, published on PyPI."""
+def checkout_root(source: str) -> Path | None:
+    """The repository an index file lies in (its ``plugins/`` beside the index's folder),
+    or None: a URL, or an index outside a checkout (the one shipped in site-packages)."""
+    if is_url(source):
+        return None
+    root = Path(source).resolve().parent.parent
+    return root if (root / "plugins").is_dir() else None
+
+
+def validate(source=None, online: bool = False) -> tuple[list[str], list[dict], list[str]]:
+    """(problems, entries, what was not checked) of an index: JSON Schema, duplicate names
+    and distributions, the API range, and that each distribution is reachable: installed
+    here or built from this repository (``plugins/*``, ``examples/third_party/*``) and
+    registering the plugin name; with ``online``, published on PyPI. Outside a checkout
+    there is no repository: relative repository folders and distributions that are not
+    installed are only listed as unchecked (``online`` still asks PyPI about the latter)."""
     source = str(source or default_source())
-    data = read_index(source)
-    problems = _schema_problems(data, source)
-    local = {} if is_url(source) else _repository_distributions(Path(source).resolve().parent.parent)
-    seen_names, seen_dists = {}, {}
+    data = _load(source)
+    root = checkout_root(source)
+    beside = None if is_url(source) else Path(source).resolve().parent / "schema.json"
+    schema = beside if beside is not None and beside.is_file() else PACKAGED / "schema.json"
+    problems = [f"{_where(path, data, entry_names=False)}: {message}" for path, message in index_problems(data, schema)]
+    problems += [f"plugins[{i}] ({data['plugins'][i].get('name', '?')}): {message}" for i, message in duplicates(data)]
+    local = {} if root is None else _repository_distributions(root)
+    unchecked = []
     for i, entry in enumerate(data["plugins"]):
         if not isinstance(entry, dict):
             continue
         where = f"plugins[{i}] ({entry.get('name', '?')})"
         name, dist = entry.get("name"), entry.get("distribution")
+        if isinstance(name, str) and is_distribution_name(dist):
+            problem = _reachable(name, dist, local, online, in_checkout=root is not None)
+            if problem == _UNCHECKED:
+                unchecked.append(dist)
+            elif problem:
+                problems.append(f"{where}: {problem}")
+        repository = entry.get("repository")
+        if isinstance(repository, str) and not is_url(repository):
+            if root is None:
+                unchecked.append(repository)
+            elif not (root / repository).is_dir():
+                problems.append(f"{where}: repository path {repository!r} is not a folder of this repository")
+    return problems, [e for e in data["plugins"] if isinstance(e, dict)], unchecked
+
+
+def index_problems(data: dict, schema: Path) -> list[tuple[tuple, str]]:
+    """(path in the index, message) for each field that is wrong: the JSON Schema
+    ``schema``, distribution names (whatever the schema says) and API ranges."""
+    problems = _schema_problems(data, schema)
+    for i, entry in enumerate(data["plugins"]):
+        if not isinstance(entry, dict):
+            continue
+        dist = entry.get("distribution")
+        if isinstance(dist, str) and not is_distribution_name(dist) and ("plugins", i, "distribution") not in [p for p, _ in problems]:
+            problems.append((("plugins", i, "distribution"), _not_a_name(dist)))
+        if isinstance(entry.get("condgen_api"), str) and not _valid_specifier(entry["condgen_api"]):
+            problems.append((("plugins", i, "condgen_api"), f"{entry['condgen_api']!r} is not a version range such as '>=1.0,<2'"))
+    return problems
+
+
+def duplicates(data: dict) -> list[tuple[int, str]]:
+    """(entry number, message) for each entry whose name or distribution an earlier one has."""
+    problems, seen_names, seen_dists = [], {}, {}
+    for i, entry in enumerate(data["plugins"]):
+        if not isinstance(entry, dict):
+            continue
+        name, dist = entry.get("name"), entry.get("distribution")
         if isinstance(name, str):
             if name in seen_names:
-                problems.append(f"{where}: duplicate name {name!r} (also plugins[{seen_names[name]}])")
+                problems.append((i, f"duplicate name {name!r} (also plugins[{seen_names[name]}])"))
             seen_names.setdefault(name, i)
         if isinstance(dist, str):
             if normalize(dist) in seen_dists:
-                problems.append(f"{where}: duplicate distribution {dist!r} (also plugins[{seen_dists[normalize(dist)]}])")
+                problems.append((i, f"duplicate distribution {dist!r} (also plugins[{seen_dists[normalize(dist)]}])"))
             seen_dists.setdefault(normalize(dist), i)
-        if isinstance(entry.get("condgen_api"), str) and not _valid_specifier(entry["condgen_api"]):
-            problems.append(f"{where}: condgen_api {entry['condgen_api']!r} is not a version range such as '>=1.0,<2'")
-        if isinstance(name, str) and isinstance(dist, str):
-            problem = _reachable(name, dist, local, online)
-            if problem:
-                problems.append(f"{where}: {problem}")
-        repository = entry.get("repository")
-        if isinstance(repository, str) and not is_url(repository) and not is_url(source):
-            if not (Path(source).resolve().parent.parent / repository).is_dir():
-                problems.append(f"{where}: repository path {repository!r} is not a folder of this repository")
-    return problems, [e for e in data["plugins"] if isinstance(e, dict)]
+    return problems
 
 
-def _schema_problems(data: dict, source: str) -> list[str]:
+def _not_a_name(dist) -> str:
+    return f"{dist!r} is not a distribution name (letters, digits and '.', '_', '-' inside; no option, path, URL or marker)"
+
+
+def _where(path: tuple, data: dict, entry_names: bool = True) -> str:
+    """``entry plugins[3] ('evil'), field 'distribution'`` (or ``plugins[3].distribution``) for a path."""
+    if not path:
+        return "index"
+    if entry_names and (path[0] != "plugins" or len(path) < 2):
+        return f"field {'.'.join(str(p) for p in path)!r}"
+    if not entry_names:
+        return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    entry = data["plugins"][path[1]]
+    name = entry.get("name") if isinstance(entry, dict) else None
+    where = f"entry plugins[{path[1]}]" + (f" ({name!r})" if isinstance(name, str) else "")
+    field = ".".join(str(p) for p in path[2:])
+    return where + (f", field {field!r}" if field else "")
+
+
+def _schema_problems(data: dict, schema_path: Path) -> list[tuple[tuple, str]]:
     import jsonschema
 
-    beside = None if is_url(source) else Path(source).resolve().parent / "schema.json"
-    schema_path = beside if beside is not None and beside.is_file() else PACKAGED / "schema.json"
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     problems = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "index"
-        problems.append(f"{location}: {error.message}")
+    for error in sorted(validator.iter_errors(data), key=lambda e: [(0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in e.absolute_path]):
+        path = tuple(error.absolute_path)
+        if len(path) == 3 and path[2] == "distribution" and error.validator == "pattern":
+            problems.append((path, _not_a_name(error.instance)))
+        else:
+            problems.append((path, error.message))
     return problems
 
 
@@ -182,7 +281,10 @@ def _repository_distributions(root: Path) -> dict[str, set[str]]:
     return found
 
 
-def _reachable(name: str, dist: str, local: dict[str, set[str]], online: bool) -> str | None:
+_UNCHECKED = "unchecked"
+
+
+def _reachable(name: str, dist: str, local: dict[str, set[str]], online: bool, in_checkout: bool = True) -> str | None:
     registered = local.get(normalize(dist))
     if registered is None:
         try:
@@ -198,5 +300,7 @@ def _reachable(name: str, dist: str, local: dict[str, set[str]], online: bool) -
         except OSError as exc:
             return f"distribution {dist!r} is not published on PyPI ({exc})"
     if registered is None:
+        if not in_checkout:
+            return _UNCHECKED
         return f"distribution {dist!r} is neither installed here nor built from this repository (check PyPI with --online)"
     return None

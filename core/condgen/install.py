@@ -2,7 +2,10 @@
 
 `core install NAME` resolves a registry name to its distribution (refusing plugins made
 for another plugin API before pip runs); paths, wheels and ``-e PATH`` go to pip as
-they are. pip runs as ``sys.executable -m pip``, so the plugin lands beside this core.
+they are. pip's options come first, then ``--``, then the requirements: a requirement is
+only ever a distribution name with extras and a version range (no URL, marker or option),
+so neither a user nor a registry index can hand pip an option.
+pip runs as ``sys.executable -m pip``, so the plugin lands beside this core.
 `core plugins --requirements` writes the pins that rebuild the environment.
 """
 
@@ -31,23 +34,53 @@ def is_local(target: str) -> bool:
     return target.endswith(_ARCHIVES) or "/" in target or "\\" in target or target.startswith(".")
 
 
-def resolve(targets, editables=(), source=None) -> tuple[list[str], list[str]]:
-    """(pip requirement arguments, registry distributions among them) for `core install`."""
+def requirement(distribution: str, extras=(), specifier="") -> str:
+    """``NAME[EXTRAS]RANGE`` for pip, built only from a checked distribution name, extras
+    and a version range; anything else is refused rather than passed on."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    args, distributions = [], []
+    if not index.is_distribution_name(distribution):
+        raise PluginError(f"registry distribution {distribution!r} is not a distribution name; check the index with `core registry validate`")
+    listed = f"[{','.join(sorted(extras))}]" if extras else ""
+    text = f"{distribution}{listed}{specifier}"
+    try:
+        parsed = Requirement(text)
+    except InvalidRequirement:
+        parsed = None
+    if parsed is None or parsed.url or parsed.marker or parsed.name != distribution:
+        raise PluginError(f"{text!r} is not a plain requirement (name, extras, version range); check the index with `core registry validate`")
+    return text
+
+
+def resolve(targets, editables=(), source=None, upgrade=False, find_links=None) -> tuple[list[str], list[str]]:
+    """(pip arguments from ``install`` on, registry distributions among them) for `core install`:
+    options (``--upgrade``, ``--find-links DIR``, ``-e PATH``) first, then ``--`` and the
+    requirements and paths."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    options, args, distributions = ["install", *(["--upgrade"] if upgrade else [])], [], []
+    if find_links is not None:
+        if not Path(find_links).expanduser().is_dir():
+            raise UsageError(f"--find-links {find_links}: not a folder; give a folder of wheels (a wheelhouse, e.g. from `pip wheel -w DIR`)")
+        options += ["--find-links", str(Path(find_links).expanduser().resolve())]
     for target in targets:
         if is_local(target):
             path = Path(target).expanduser()
             if not path.exists():
                 raise UsageError(f"{target}: no such file or folder; give a registry name (see `core plugins search`), a wheel or a project folder")
-            args.append(str(path.resolve()))
+            args.append(str(path.resolve()))  # absolute: it starts with '/', never with '-'
             continue
         try:
-            requirement = Requirement(target)
+            wanted = Requirement(target)
         except InvalidRequirement:
             raise UsageError(f"{target!r} is neither a plugin name, a requirement such as waves>=0.2, nor an existing path") from None
-        entry = index.find(requirement.name, source)
+        if wanted.url or wanted.marker:
+            what = "a URL" if wanted.url else "an environment marker"
+            raise UsageError(
+                f"{target!r} has {what}; `core install` takes a plugin name with a version range (waves>=0.2); "
+                "give a downloaded wheel's path, or use pip for anything else"
+            )
+        entry = index.find(wanted.name, source)
         if not index.api_compatible(entry):
             import condgen
 
@@ -55,16 +88,15 @@ def resolve(targets, editables=(), source=None) -> tuple[list[str], list[str]]:
                 f"plugin {entry['name']!r} ({entry['distribution']}) is made for plugin API {entry['condgen_api']}, "
                 f"this condgen offers {condgen.PLUGIN_API}; upgrade condgen or wait for a compatible release"
             )
-        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
-        args.append(f"{entry['distribution']}{extras}{requirement.specifier}")
+        args.append(requirement(entry["distribution"], wanted.extras, str(wanted.specifier)))
         distributions.append(entry["distribution"])
     for path in editables:
         if not Path(path).is_dir():
             raise UsageError(f"-e {path}: not a folder; -e takes a plugin's project folder")
-        args += ["-e", str(Path(path).resolve())]
-    if not args:
+        options += ["-e", str(Path(path).resolve())]
+    if not args and not any(o == "-e" for o in options):
         raise UsageError("what to install? give a registry name (see `core plugins search`), a path, or -e PATH")
-    return args, distributions
+    return options + (["--", *args] if args else []), distributions
 
 
 def run_pip(args: list[str]) -> str:

@@ -234,12 +234,13 @@ class Plugins:
         """The record of plugin ``name``, or a one-line error that says why it can't be used."""
         record = self.records.get(name)
         if record is None:
+            from condgen.index import install_hint
+
             known = sorted(n for n in entry_points())
             hint = difflib.get_close_matches(name, known, n=1)
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
             raise PluginError(
-                f"unknown plugin {name!r}{extra} installed: {', '.join(known) or 'none'}; "
-                f"install one with `pip install condgen-{name}` (see `core plugins`)"
+                f"unknown plugin {name!r}{extra} installed: {', '.join(known) or 'none'}; {install_hint(name)}"
             )
         if record.status != "loaded":
             raise PluginError(f"plugin {name!r} is {record.status}: {record.error}")

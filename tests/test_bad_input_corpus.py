@@ -103,10 +103,68 @@ def _out_file(tmp: Path) -> None:
     (tmp / "busy" / "notes.md").write_text("keep me\n")
 
 
+def _toy_run(tmp: Path) -> Path:
+    """A finished toy run of 4 samples in tmp/run, marked interrupted after its third."""
+    import contextlib
+    import io
+
+    from condgen.cli import main
+    from condgen.outputs import RunDirectory
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["generate", "--plugin", "toy", "-n", "4", "--steps", "4", "--out", str(tmp / "run")]) == 0
+    run = RunDirectory(tmp / "run")
+    (run.path / "samples" / "000003.csv").unlink()
+    manifest = run.read_manifest()
+    manifest.update(status="interrupted", completed=3)
+    run.write_manifest(manifest)
+    return run.path
+
+
+def _edit_manifest(edit):
+    """A prepare step: a toy run whose manifest.json text is then edited by ``edit(dict)``
+    (returning a dict, or text to write as it is)."""
+    def prepare(tmp: Path) -> None:
+        path = _toy_run(tmp) / "manifest.json"
+        edited = edit(json.loads(path.read_text()))
+        path.write_text(edited if isinstance(edited, str) else json.dumps(edited))
+
+    return prepare
+
+
+def _edit_samples(edit):
+    def prepare(tmp: Path) -> None:
+        edit(_toy_run(tmp) / "samples")
+
+    return prepare
+
+
+def _without(manifest, key):
+    del manifest["request"][key]
+    return manifest
+
+
+def _set(manifest, key, value):
+    manifest["request"][key] = value
+    return manifest
+
+
+def _emptied(folder: Path) -> None:
+    (folder / "000001.csv").write_text("")
+
+
+def _made_a_folder(folder: Path) -> None:
+    (folder / "000001.csv").unlink()
+    (folder / "000001.csv").mkdir()
+
+
 PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file}
+RESUME = ["generate", "--resume", "--out", "{tmp}/run"]
 
 
 def _case(id_, args, *fragments, env=None, prepare=None, code=None):
+    """One row: the command line ("{tmp}" is the case's folder), what the one error line
+    must contain, environment variables, what to put on disk first, the exit code."""
     return pytest.param(list(args), fragments, env or {}, prepare, code, id=id_)
 
 
@@ -201,6 +259,23 @@ CASES = [
           ("missing-file", "nope.csv", "y", "not found"),
       ]],
     _case("table-builtin-typo", ["generate", "--plugin", "tabular", "--data", "iriss", "--target", "class"], "did you mean"),
+    # resumes trust nothing in the directory
+    _case("resume-manifest-not-json", RESUME, "cannot read", prepare=_edit_manifest(lambda m: "{not json")),
+    _case("resume-manifest-not-an-object", RESUME, "not a condgen run manifest", prepare=_edit_manifest(lambda m: "[1, 2, 3]")),
+    _case("resume-manifest-without-request", RESUME, "no request object", prepare=_edit_manifest(lambda m: {"status": "interrupted"})),
+    _case("resume-request-without-seed", RESUME, "request.seed", prepare=_edit_manifest(lambda m: _without(m, "seed"))),
+    _case("resume-request-n-as-text", RESUME, "request.n", prepare=_edit_manifest(lambda m: _set(m, "n", "4"))),
+    _case("resume-request-negative-n", RESUME, "n=-4", prepare=_edit_manifest(lambda m: _set(m, "n", -4) | {"request_sha256": None})),
+    _case("resume-edited-seed", RESUME, "was edited", prepare=_edit_manifest(lambda m: _set(m, "seed", 7))),
+    _case("resume-edited-n", RESUME, "was edited", prepare=_edit_manifest(lambda m: _set(m, "n", 400))),
+    _case("resume-edited-plugin", RESUME, "was edited", prepare=_edit_manifest(lambda m: _set(m, "plugin", "images"))),
+    _case("resume-condition-files-not-object", RESUME, "condition_files", prepare=_edit_manifest(lambda m: m | {"condition_files": [1]})),
+    _case("resume-empty-sample-file", RESUME, "000001.csv is empty", prepare=_edit_samples(_emptied)),
+    _case("resume-sample-is-a-folder", RESUME, "000001.csv is not a file", prepare=_edit_samples(_made_a_folder)),
+    _case("resume-another-generators-files", RESUME, "000003.wav is not a .csv sample", prepare=_edit_samples(lambda f: (f / "000003.wav").write_bytes(b"RIFF"))),
+    _case("resume-sample-past-n", RESUME, "000009.csv is past the run's n=4", prepare=_edit_samples(lambda f: (f / "000009.csv").write_text("x,y\n1,2\n"))),
+    _case("resume-changed-seed-argument", [*RESUME, "--seed", "5"], "--seed 5 differs", prepare=_edit_samples(lambda f: None)),
+    _case("resume-changed-n-argument", [*RESUME, "-n", "9"], "differs from the run's 4", prepare=_edit_samples(lambda f: None)),
     # output directories
     _case("out-is-a-file", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/taken.txt"], "not empty", prepare="out"),
     _case("out-not-empty", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/busy"], "not empty", prepare="out"),
@@ -243,7 +318,7 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(core, monkeypatch, 
     work = tmp_path / "work"
     work.mkdir()
     if prepare:
-        PREPARE[prepare](work)
+        (PREPARE[prepare] if isinstance(prepare, str) else prepare)(work)
     monkeypatch.chdir(work)  # a refused run must not leave ./runs/ behind either
     for key, value in env.items():
         monkeypatch.setenv(key, _expand(value, work))
@@ -265,3 +340,14 @@ def test_the_corpus_is_large_and_covers_every_plugin_and_command():
         assert sum(i.startswith(f"{plugin}-") for i in ids) >= 15
     commands = {case.values[0][0] for case in CASES}
     assert {"generate", "train", "evaluate", "install", "plugin"} <= commands
+
+
+def test_a_resume_sweeps_the_temporary_files_of_a_killed_write(core, tmp_path):
+    run = _toy_run(tmp_path)
+    stale = run / "samples" / ".000003.csv.tmp-4242"
+    stale.write_text("half a sam")
+    code, _, err = core("generate", "--resume", "--out", run)
+    assert code == 0, err
+    assert not stale.exists()
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [f"{i:06d}.csv" for i in range(4)]
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from condgen import install
+from condgen.outputs import request_fingerprint
 from condgen.testing import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,6 +254,7 @@ def test_a_resumed_manifest_cannot_plant_a_command_either(core, tmp_path):
     assert code == 0, err
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     manifest["request"]["plugin"] = "../../x"
+    manifest["request_sha256"] = request_fingerprint(manifest["request"])  # a deliberate edit passes the fingerprint
     manifest["status"] = "interrupted"
     (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
     code, _, err = core("generate", "--resume", "--out", tmp_path / "run")

@@ -209,7 +209,8 @@ _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 def coerce_sampler_options(name: str, impl, options: dict) -> dict:
     """Each option checked against the type of the sampler function's default for it: a
     bool default takes true/false, a number default a finite number (an int default an
-    integer), a None default a finite number or a word. Text from the command line becomes
+    integer; infinity only where the default is infinite, s_tmax=inf), a None default a
+    finite number or a word. Text from the command line becomes
     the value the sampler expects (``lower_order_final=false`` was the truthy "false")."""
     import inspect
 
@@ -244,7 +245,7 @@ def _coerce_option(sampler: str, key: str, value, default):
                 raise UsageError(f"{where} is not a number; e.g. -o {key}={default!r}") from None
         if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise UsageError(f"{where} is not a number; e.g. -o {key}={default!r}")
-        if not math.isfinite(number):
+        if math.isnan(number) or (math.isinf(number) and not (isinstance(default, float) and math.isinf(default))):
             raise UsageError(f"{where} is not a finite number; give a finite value, e.g. -o {key}={default if default is not None else 1.0!r}")
         if isinstance(default, int) and not isinstance(default, bool):
             if float(number) != int(number):

@@ -73,7 +73,7 @@ def resolve(targets, editables=(), source=None, upgrade=False, find_links=None) 
         try:
             wanted = Requirement(target)
         except InvalidRequirement:
-            raise UsageError(f"{target!r} is neither a plugin name, a requirement such as waves>=0.2, nor an existing path") from None
+            raise UsageError(f"{target!r} is neither a plugin name, a requirement such as waves>=0.2, nor an existing path; give a registry name (see `core plugins search`), a requirement or a path") from None
         if wanted.url or wanted.marker:
             what = "a URL" if wanted.url else "an environment marker"
             raise UsageError(

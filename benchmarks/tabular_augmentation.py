@@ -168,7 +168,7 @@ def render_all():
 
 
 def render_bar(at_50) -> str:
-    """The issue's bar per configuration: gain over real only at N = 50 on each table."""
+    """The target per configuration: gain over real only at N = 50 on each table."""
     lines = ["| configuration (N = 50, 5 seeds) | " + " | ".join(BUILTIN) + " | tables improved |", "|---|" + "---:|" * (len(BUILTIN) + 1)]
     rows = [(f"TabEBM `{label.split(',')[0]}`,{label.split(',', 1)[1]}", "tabebm", by_name) for label, by_name in at_50.items()]
     rows.append(("SMOTE (baseline)", "smote", next(iter(at_50.values()))))
@@ -189,7 +189,7 @@ def _gain(rows, method):
 
 
 def plot_gains(at_50, path):
-    """The issue's bar as a picture: gain over real only at N = 50, per table and configuration."""
+    """The target as a picture: gain over real only at N = 50, per table and configuration."""
     import matplotlib
 
     matplotlib.use("Agg")

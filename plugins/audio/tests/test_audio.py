@@ -165,7 +165,7 @@ def test_vocoder_round_trip_on_a_tiny_model(corpus, tiny_vocoder, tmp_path):
 
 
 def test_the_shipped_cascade_says_the_requested_digit(tmp_path):
-    """The issue's command, on the shipped weights: four 16-bit WAVs of "three", which the
+    """The documented command, on the shipped weights: four 16-bit WAVs of "three", which the
     judge (trained on the train voices, shipped beside them) hears as "three"."""
     out = tmp_path / "three"
     code, stdout, stderr = invoke_core("generate", "--plugin", "audio", "-c", "digit=3", "-n", "4", "--out", str(out))

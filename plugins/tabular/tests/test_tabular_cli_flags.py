@@ -1,4 +1,4 @@
-"""The issue's command line: core generate --plugin tabular --data FILE --target COL."""
+"""The documented command line: core generate --plugin tabular --data FILE --target COL."""
 
 import csv
 

@@ -121,6 +121,7 @@ def plugins(ctx, as_json, requirements):
     from condgen.plugins import get_plugin_manager
 
     manager = get_plugin_manager()
+    cli._load_plugin_commands()  # so that a plugin whose register_commands fails is listed as failed
     if requirements:
         from condgen.install import requirements as requirement_lines
 

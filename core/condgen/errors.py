@@ -44,3 +44,12 @@ class StepFailed(CondgenError):
         detail = str(cause).splitlines()[0] if str(cause) else ""
         self.summary = f"{step} failed: {type(cause).__name__}" + (f": {detail}" if detail else "")
         super().__init__(self.summary + (f"; {advice}" if advice else ""))
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message`` (or ``Type``), for one-line errors."""
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:  # a plugin's exception may break even its own __str__
+        lines = []
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

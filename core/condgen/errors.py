@@ -46,6 +46,22 @@ class StepFailed(CondgenError):
         super().__init__(self.summary + (f"; {advice}" if advice else ""))
 
 
+class PluginFault(PluginError):
+    """A plugin's own code broke at run time: it raised, or returned what its contract
+    does not allow (a model output of the wrong shape, too few decoded samples). The
+    message names the plugin, the generator and what broke, and sends the user to the
+    plugin's authors rather than to condgen's."""
+
+    def __init__(self, plugin: str, generator: str, what: str, advice: str = ""):
+        self.plugin, self.generator, self.what = plugin, generator, what
+        self.summary = f"plugin {plugin!r} (generator {generator}): {what}"
+        self.advice = advice
+        super().__init__(f"{self.summary}; report it to the plugin's authors" + (f"; {advice}" if advice else ""))
+
+    def with_advice(self, advice: str) -> "PluginFault":
+        return PluginFault(self.plugin, self.generator, self.what, advice)
+
+
 def describe(exc: BaseException) -> str:
     """``Type: first line of the message`` (or ``Type``), for one-line errors."""
     try:

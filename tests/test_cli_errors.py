@@ -154,8 +154,8 @@ def test_nan_weights_give_a_clear_error_and_keep_nothing_half_written(core, tmp_
     bad = tmp_path / "nan.safetensors"
     save_checkpoint(bad, {"means": means, "stds": stds, "weights": weights}, DEFAULT_CONFIG, generator="toy")
     code, _, err = core("generate", "--plugin", "toy", "-n", "4", "--weights", bad, "--out", tmp_path / "r")
-    assert_one_line_error(code, err, "NaN")
-    assert not list((tmp_path / "r" / "samples").iterdir())
+    assert_one_line_error(code, err, "NaN", "tensor 'means'")
+    assert not (tmp_path / "r").exists()  # refused at load, before the run directory exists
 
 
 @pytest.mark.parametrize("bad", [

@@ -1,5 +1,6 @@
 """A run that fails after its directory exists ends `failed` in the manifest, with a one-line
-error that names the step that failed; finished sample files stay and --resume completes it."""
+error that names the step that failed (or the plugin, where its own code broke); finished
+sample files stay and --resume completes it."""
 
 import json
 
@@ -25,7 +26,7 @@ def _manifest(out):
 @pytest.mark.parametrize(
     ("target", "attribute", "step"),
     [
-        (ToyGenerator, "preview", "the preview of generator toy failed: OSError: libfake.so cannot be loaded"),
+        (ToyGenerator, "preview", "plugin 'toy' (generator toy): preview raised OSError: libfake.so cannot be loaded"),
         (CsvWriter, "write_collection", "writing the csv collection files failed: OSError: libfake.so cannot be loaded"),
     ],
 )
@@ -72,7 +73,7 @@ def test_the_python_api_records_a_failed_preview_too(monkeypatch, tmp_path):
 
     run = condgen.load("toy").generate(n=3, steps=4, seed=0)
     monkeypatch.setattr(ToyGenerator, "preview", _broken("no display"))
-    with pytest.raises(condgen.CondgenError, match="the preview of generator toy failed: OSError: no display"):
+    with pytest.raises(condgen.PluginError, match=r"plugin 'toy' \(generator toy\): preview raised OSError: no display"):
         run.save(tmp_path / "api")
     manifest = _manifest(tmp_path / "api")
-    assert manifest["status"] == "failed" and manifest["error"].startswith("the preview of generator toy failed")
+    assert manifest["status"] == "failed" and manifest["error"] == "plugin 'toy' (generator toy): preview raised OSError: no display"

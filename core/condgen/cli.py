@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from condgen.errors import CondgenError, OutputError, PluginError, StepFailed, UsageError
+from condgen.errors import CondgenError, OutputError, PluginError, PluginFault, StepFailed, UsageError, describe
 
 BUILTIN_COMMANDS = {
     "plugins", "generate", "train", "evaluate", "samplers", "guidance", "info", "plugin", "registry", "install", "uninstall",
@@ -146,6 +146,7 @@ def plugins(ctx, as_json, requirements):
     from condgen.plugins import get_plugin_manager
 
     manager = get_plugin_manager()
+    cli._load_plugin_commands()  # so that a plugin whose register_commands fails is listed as failed
     if requirements:
         from condgen.install import requirements as requirement_lines
 
@@ -426,7 +427,14 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     if condition_files:
         manifest["condition_files"] = condition_files
     samples, sample_conditions = _generate_into(run_dir, gen, session, manifest, n, batch_size, started)
-    text = gen.echo(samples, sample_conditions)
+    try:
+        text = gen.echo(samples, sample_conditions)
+    except CondgenError:
+        raise
+    except Exception as exc:
+        from condgen.generators import plugin_fault
+
+        raise plugin_fault(gen, f"echo raised {describe(exc)}", f"the run is complete in {run_dir.path}") from exc
     if text:
         click.echo(text)
     click.echo(str(run_dir.path))
@@ -502,6 +510,8 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
         failure = exc if isinstance(exc, CondgenError) or not isinstance(exc, Exception) else StepFailed("sampling", exc, _kept_advice(run_dir, finished, n))
         manifest.update(completed=finished, status="failed", error=getattr(failure, "summary", None) or _first_line(exc))
         run_dir.write_manifest(manifest)
+        if isinstance(exc, PluginFault):
+            raise exc.with_advice(_kept_advice(run_dir, finished, n)) from exc.__cause__
         if failure is exc:
             raise
         raise failure from exc
@@ -520,6 +530,8 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
         finalize(run_dir, writer, gen, indices, samples, conditions, manifest)  # records a failure in the manifest itself
     except StepFailed as exc:
         raise StepFailed(exc.step, exc.cause, _kept_advice(run_dir, n, n)) from exc.cause
+    except PluginFault as exc:
+        raise exc.with_advice(_kept_advice(run_dir, n, n)) from exc.__cause__
     return samples, conditions
 
 

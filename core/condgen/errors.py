@@ -44,3 +44,28 @@ class StepFailed(CondgenError):
         detail = str(cause).splitlines()[0] if str(cause) else ""
         self.summary = f"{step} failed: {type(cause).__name__}" + (f": {detail}" if detail else "")
         super().__init__(self.summary + (f"; {advice}" if advice else ""))
+
+
+class PluginFault(PluginError):
+    """A plugin's own code broke at run time: it raised, or returned what its contract
+    does not allow (a model output of the wrong shape, too few decoded samples). The
+    message names the plugin, the generator and what broke, and sends the user to the
+    plugin's authors rather than to condgen's."""
+
+    def __init__(self, plugin: str, generator: str, what: str, advice: str = ""):
+        self.plugin, self.generator, self.what = plugin, generator, what
+        self.summary = f"plugin {plugin!r} (generator {generator}): {what}"
+        self.advice = advice
+        super().__init__(f"{self.summary}; report it to the plugin's authors" + (f"; {advice}" if advice else ""))
+
+    def with_advice(self, advice: str) -> "PluginFault":
+        return PluginFault(self.plugin, self.generator, self.what, advice)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message`` (or ``Type``), for one-line errors."""
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:  # a plugin's exception may break even its own __str__
+        lines = []
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

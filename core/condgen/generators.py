@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from condgen.conditions import Schema
-from condgen.errors import CheckpointError, CondgenError, PluginError, StepFailed, UsageError
+from condgen.errors import CheckpointError, CondgenError, PluginError, PluginFault, StepFailed, UsageError, describe
 
 
 class Generator:
@@ -111,13 +111,21 @@ class Generator:
 
         source = weights if weights is not None else self.weights
         if source is None:
-            return self.build_model({}, {}), {"source": None, "sha256": None}
+            return _plugin_call(self, "build_model", self.build_model, {}, {}), {"source": None, "sha256": None}
         checkpoint = load_checkpoint(source, generator=self.checkpoint_name or self.name)
         try:
             model = self.build_model(checkpoint.tensors, checkpoint.config)
             problem = model_problem(model)
+        except CondgenError:
+            raise
         except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError, OverflowError, ZeroDivisionError) as exc:
-            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if weights is None:  # the plugin's own default weights: its bug, not the user's
+                raise plugin_fault(self, f"build_model raised {describe(exc)} on the default weights {checkpoint.path}") from exc
+            problem = describe(exc)
+        except Exception as exc:
+            raise plugin_fault(self, f"build_model raised {describe(exc)}") from exc
+        if problem and weights is None:
+            raise plugin_fault(self, f"the model built from the default weights {checkpoint.path} is unusable: {problem}")
         if problem:
             raise CheckpointError(
                 f"weights {checkpoint.path} do not fit generator {self.name!r} ({problem}); "
@@ -184,6 +192,85 @@ def _path_constants(path) -> str:
 MAX_SAMPLES = 1_000_000
 #: No shared sampler gains anything past a few thousand steps; the schedule is held on the host.
 MAX_STEPS = 100_000
+
+
+def plugin_fault(generator: Generator, what: str, advice: str = "") -> PluginFault:
+    """The error for ``generator``'s plugin code having broken: ``what`` says how."""
+    plugin = generator.plugin or type(generator).__module__.split(".")[0]
+    return PluginFault(plugin, generator.name, what, advice)
+
+
+def _plugin_call(generator: Generator, method: str, function, *args):
+    """``function(*args)``, a generator's own method: what it raises is its plugin's error
+    (a ``CondgenError`` it raises on purpose passes through)."""
+    try:
+        return function(*args)
+    except CondgenError:
+        raise
+    except Exception as exc:
+        raise plugin_fault(generator, f"{method} raised {describe(exc)}") from exc
+
+
+def _not_the_plugins(exc: BaseException) -> bool:
+    """Errors in a model call that its plugin did not cause: memory, torch.compile."""
+    import torch
+
+    out_of_memory = getattr(torch, "OutOfMemoryError", None)
+    return (
+        isinstance(exc, MemoryError)
+        or (out_of_memory is not None and isinstance(exc, out_of_memory))
+        or type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+    )
+
+
+class CheckedModel:
+    """A generator's model as the samplers and guidance see it: the same attributes and
+    calls, but an exception from a call, or an output of a shape its kind does not allow
+    (``condgen.models``), is reported as the plugin's error (``PluginFault``)."""
+
+    def __init__(self, model, generator: Generator):
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_generator", generator)
+
+    def __getattr__(self, name):
+        return getattr(object.__getattribute__(self, "_model"), name)
+
+    def __setattr__(self, name, value):
+        setattr(self._model, name, value)
+
+    def __call__(self, *args, **kwargs):
+        try:
+            out = self._model(*args, **kwargs)
+        except CondgenError:
+            raise
+        except Exception as exc:
+            if _not_the_plugins(exc):
+                raise
+            raise plugin_fault(self._generator, f"the model raised {describe(exc)}") from exc
+        problem = _output_problem(getattr(self._model, "kind", self._generator.kind), args, out)
+        if problem:
+            raise plugin_fault(self._generator, problem)
+        return out
+
+
+def _output_problem(kind: str, args, out) -> str | None:
+    """What is wrong with a model output for its kind's contract, or None."""
+    import torch
+
+    if not args or not isinstance(args[0], torch.Tensor):
+        return None
+    x = args[0]
+    logits = out[0] if kind == "autoregressive" and isinstance(out, tuple) and out else out
+    if not isinstance(logits, torch.Tensor):
+        return f"the model returned {type(out).__name__}, not a tensor"
+    got, given = list(logits.shape), list(x.shape)
+    if kind in ("denoiser", "bayesian-flow"):
+        wrong = got != given
+    elif kind == "masked-tokens":
+        wrong = got[:-1] != given
+    else:  # energy [B], one-step [B, ...], autoregressive logits [B, V]
+        wrong = not got or got[0] != given[0]
+    return f"the model returned shape {got} for an input of shape {given}" if wrong else None
 
 
 def check_count(n) -> int:
@@ -347,7 +434,7 @@ class Session:
         if isinstance(model, torch.nn.Module):
             model = model.to(self.device).eval()
         model = execution.maybe_compile(model, compile)
-        self.model = guided(model, *self.guidance)
+        self.model = guided(CheckedModel(model, generator), *self.guidance)
         self.compiled = compile
         self.load_seconds = time.perf_counter() - started
         self.sample_seconds = 0.0
@@ -391,7 +478,14 @@ class Session:
                 f"sampling produced NaN or infinite values for samples {bad[:5]}; "
                 "try more --steps, a smaller guidance scale or --dtype float32"
             )
-        return Batch(indices, x, self.generator.decode(x, conditions), conditions, result.nfe)
+        samples = _plugin_call(self.generator, "decode", self.generator.decode, x, conditions)
+        try:
+            count = len(samples)
+        except TypeError:
+            raise plugin_fault(self.generator, f"decode returned {type(samples).__name__}, not a list of samples") from None
+        if count != len(indices):
+            raise plugin_fault(self.generator, f"decode returned {count} samples for a batch of {len(indices)}")
+        return Batch(indices, x, list(samples), conditions, result.nfe)
 
     def _grad_mode(self):
         """Inference mode, unless the sampler or a guidance differentiates the model.
@@ -412,7 +506,7 @@ class Session:
         for attr in ("sample_shape", "latent_shape"):
             if hasattr(self.model, attr):
                 return tuple(getattr(self.model, attr))
-        raise PluginError(f"model of generator {self.generator.name!r} declares no sample_shape")
+        raise plugin_fault(self.generator, "the model declares no sample_shape (nor latent_shape)")
 
     def request(self, n: int) -> dict:
         """What determines the samples: equal requests give equal samples (resume checks it)."""
@@ -524,18 +618,24 @@ class Run:
 def finalize(run_dir, writer, generator: Generator, indices, samples, conditions, manifest: dict) -> dict:
     """Write collection files, the preview and the complete manifest of a finished run.
 
-    An error in either step is raised as ``StepFailed`` naming the step (a ``CondgenError``
-    the run raised itself passes through); the caller records it in the manifest."""
+    An error in either step is recorded in the manifest and raised: the preview's as its
+    plugin's (``PluginFault``), the collection files' as ``StepFailed`` naming the step (a
+    ``CondgenError`` raised on purpose passes through)."""
     steps = (
         (f"writing the {writer.format} collection files", lambda: writer.write_collection(run_dir.path, list(indices), list(samples))),
-        (f"the preview of generator {generator.name}", lambda: generator.preview(run_dir.path, list(indices), list(samples), list(conditions))),
+        ("preview", lambda: generator.preview(run_dir.path, list(indices), list(samples), list(conditions))),
     )
     files = []
     for step, write in steps:
         try:
             files += [p.name for p in write()]
         except Exception as exc:
-            failure = exc if isinstance(exc, CondgenError) else StepFailed(step, exc)
+            if isinstance(exc, CondgenError):
+                failure = exc
+            elif step == "preview":
+                failure = plugin_fault(generator, f"preview raised {describe(exc)}")
+            else:
+                failure = StepFailed(step, exc)
             run_dir.write_manifest({**manifest, "status": "failed", "error": getattr(failure, "summary", str(failure))})
             if failure is exc:
                 raise

@@ -158,14 +158,90 @@ def _made_a_folder(folder: Path) -> None:
     (folder / "000001.csv").mkdir()
 
 
+def _evil_index(**fields):
+    """A prepare step: tmp/evil.json, the shipped registry plus an entry 'evil' with ``fields``."""
+    def prepare(tmp: Path) -> None:
+        root = Path(__file__).resolve().parents[1]
+        index = json.loads((root / "registry" / "index.json").read_text())
+        index["plugins"].append({**index["plugins"][0], "name": "evil", "distribution": "condgen-evil", **fields})
+        (tmp / "evil.json").write_text(json.dumps(index))
+
+    return prepare
+
+
+# Third-party plugins that misbehave (installed into the case's own plugin site).
+THIRD_PARTY = {
+    "takes-toy": """
+        import condgen
+        __condgen_api__ = "1.0"
+
+        @condgen.hookimpl
+        def register_generators(register):
+            from condgen_toy.generator import ToyGenerator
+            register(ToyGenerator())
+    """,
+    "exits": """
+        import condgen
+        __condgen_api__ = "1.0"
+
+        @condgen.hookimpl
+        def register_generators(register):
+            raise SystemExit(3)
+    """,
+    "exits-on-import": """
+        raise SystemExit("bye")
+    """,
+    "wrong-shapes": """
+        import condgen
+        __condgen_api__ = "1.0"
+
+        @condgen.hookimpl
+        def register_generators(register):
+            from condgen_toy.generator import ToyGenerator
+
+            class Squashed(ToyGenerator):
+                name = "wrong-shapes"
+                def build_model(self, tensors, config):
+                    model = super().build_model(tensors, config)
+                    forward = model.forward
+                    model.forward = lambda x, t, cond: forward(x, t, cond)[:, :1]
+                    return model
+            register(Squashed())
+    """,
+    "short-decode": """
+        import condgen
+        __condgen_api__ = "1.0"
+
+        @condgen.hookimpl
+        def register_generators(register):
+            from condgen_toy.generator import ToyGenerator
+
+            class Short(ToyGenerator):
+                name = "short-decode"
+                def decode(self, x, conditions):
+                    return super().decode(x, conditions)[:-1]
+            register(Short())
+    """,
+    "no-api": """
+        import condgen
+
+        @condgen.hookimpl
+        def register_generators(register):
+            pass
+    """,
+}
+
+
 PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file}
 RESUME = ["generate", "--resume", "--out", "{tmp}/run"]
 
 
-def _case(id_, args, *fragments, env=None, prepare=None, code=None):
+def _case(id_, args, *fragments, env=None, prepare=None, code=None, failed_run=None):
     """One row: the command line ("{tmp}" is the case's folder), what the one error line
-    must contain, environment variables, what to put on disk first, the exit code."""
-    return pytest.param(list(args), fragments, env or {}, prepare, code, id=id_)
+    must contain, environment variables, what to put on disk first, the exit code, and
+    for a plugin that breaks mid-run (not refused input) the run folder that must then
+    hold a manifest ending "failed"."""
+    return pytest.param(list(args), fragments, env or {}, prepare, code, failed_run, id=id_)
 
 
 # -- the corpus --------------------------------------------------------------------------
@@ -276,6 +352,24 @@ CASES = [
     _case("resume-sample-past-n", RESUME, "000009.csv is past the run's n=4", prepare=_edit_samples(lambda f: (f / "000009.csv").write_text("x,y\n1,2\n"))),
     _case("resume-changed-seed-argument", [*RESUME, "--seed", "5"], "--seed 5 differs", prepare=_edit_samples(lambda f: None)),
     _case("resume-changed-n-argument", [*RESUME, "-n", "9"], "differs from the run's 4", prepare=_edit_samples(lambda f: None)),
+    # registry indexes are checked wherever they are read; pip gets requirement names only
+    *[_case(f"index-{name}", ["install", "evil", "--index", "{tmp}/evil.json", "--dry-run"], "is not valid", "field 'distribution'", prepare=_evil_index(distribution=value))
+      for name, value in [("pip-option", "--index-url=https://evil.invalid/simple"), ("editable", "-e/tmp/elsewhere"),
+                          ("url", "condgen-evil @ https://evil.invalid/x.whl"), ("path", "../../x"), ("number", 42)]],
+    _case("index-bad-api-range", ["install", "evil", "--index", "{tmp}/evil.json", "--dry-run"], "is not valid", prepare=_evil_index(condgen_api="whenever")),
+    _case("index-search", ["plugins", "search", "evil", "--index", "{tmp}/evil.json"], "is not valid", prepare=_evil_index(distribution="-e/x")),
+    _case("index-from-environment", ["install", "evil", "--dry-run"], "is not valid", env={"CONDGEN_REGISTRY": "{tmp}/evil.json"}, prepare=_evil_index(distribution="--pre")),
+    _case("index-not-json", ["install", "toy", "--index", "{tmp}/taken.txt", "--dry-run"], "taken.txt", prepare="out"),
+    _case("install-find-links-missing", ["install", "toy", "--find-links", "{tmp}/wheelhouse", "--dry-run"], "--find-links"),
+    _case("install-marker-smuggled", ["install", "toy; python_version>'3'", "--dry-run"], "toy"),
+    _case("unknown-plugin-no-command-to-copy", ["generate", "--plugin", "../../x"], "unknown plugin '../../x'"),
+    # a third-party plugin that misbehaves gets a line naming itself
+    _case("plugin-takes-a-first-party-name", ["generate", "--plugin", "takes-toy", "-n", "2"], "takes-toy", "already registered by plugin 'toy'"),
+    _case("plugin-exits-in-a-hook", ["generate", "--plugin", "exits", "-n", "2"], "exits", "SystemExit"),
+    _case("plugin-exits-on-import", ["generate", "--plugin", "exits-on-import", "-n", "2"], "exits-on-import", "SystemExit"),
+    _case("plugin-returns-wrong-shapes", ["generate", "--plugin", "wrong-shapes", "-n", "2", "--out", "{tmp}/r"], "plugin 'wrong-shapes'", "shape", failed_run="r"),
+    _case("plugin-decodes-too-few", ["generate", "--plugin", "short-decode", "-n", "2", "--out", "{tmp}/r"], "plugin 'short-decode'", "decode", failed_run="r"),
+    _case("plugin-without-api-version", ["generate", "--plugin", "no-api", "-n", "2"], "no-api", "__condgen_api__"),
     # output directories
     _case("out-is-a-file", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/taken.txt"], "not empty", prepare="out"),
     _case("out-not-empty", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/busy"], "not empty", prepare="out"),
@@ -313,10 +407,13 @@ def _expand(value: str, tmp: Path) -> str:
     return value.replace("{tmp}", str(tmp))
 
 
-@pytest.mark.parametrize(("args", "fragments", "env", "prepare", "code"), CASES)
-def test_bad_input_is_refused_in_one_line_and_writes_nothing(core, monkeypatch, tmp_path, args, fragments, env, prepare, code):
+@pytest.mark.parametrize(("args", "fragments", "env", "prepare", "code", "failed_run"), CASES)
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(core, plugin_site, monkeypatch, tmp_path, args, fragments, env, prepare, code, failed_run):
     work = tmp_path / "work"
     work.mkdir()
+    for name, source in THIRD_PARTY.items():
+        if name in args:
+            plugin_site.add(name, source)
     if prepare:
         (PREPARE[prepare] if isinstance(prepare, str) else prepare)(work)
     monkeypatch.chdir(work)  # a refused run must not leave ./runs/ behind either
@@ -330,7 +427,12 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(core, monkeypatch, 
         assert exit_code == code
     message = err.strip().lower()
     assert any(hint in message for hint in ADVICE), f"the message says what went wrong but not what to do: {err.strip()}"
-    assert _files(work) == before, "a refused request changed files on disk"
+    after = _files(work)
+    if failed_run:  # the plugin broke after the run began: the run is kept and says so
+        manifest = json.loads((work / failed_run / "manifest.json").read_text())
+        assert manifest["status"] == "failed" and fragments[0] in manifest["error"]
+        after = {k: v for k, v in after.items() if k != failed_run and not k.startswith(f"{failed_run}/")}
+    assert after == before, "a refused request changed files on disk"
 
 
 def test_the_corpus_is_large_and_covers_every_plugin_and_command():

@@ -28,6 +28,7 @@ that rank before X, to learn the names that are theirs.
 from __future__ import annotations
 
 import difflib
+import shlex
 import functools
 import json
 import os
@@ -424,7 +425,11 @@ class Plugins:
                 f"unknown plugin {name!r}{extra} installed: {', '.join(known) or 'none'}; {install_hint(name)}"
             )
         if record.status != "loaded":
-            raise PluginError(f"plugin {name!r} is {record.status}: {record.error}")
+            advice = {
+                "blocked": "add it to CONDGEN_LOAD_PLUGINS to use it",
+                "incompatible": f"install a version of {record.distribution or name} made for this condgen",
+            }.get(record.status, f"report it to its authors, or remove it with: core uninstall {shlex.quote(name)}")
+            raise PluginError(f"plugin {name!r} is {record.status}: {record.error}; {advice}")
         return record
 
     def generators_of(self, plugin: str) -> list:

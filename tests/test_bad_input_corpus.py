@@ -191,7 +191,7 @@ THIRD_PARTY = {
     "exits-on-import": """
         raise SystemExit("bye")
     """,
-    "wrong-shapes": """
+    "broken": """
         import condgen
         __condgen_api__ = "1.0"
 
@@ -199,27 +199,20 @@ THIRD_PARTY = {
         def register_generators(register):
             from condgen_toy.generator import ToyGenerator
 
-            class Squashed(ToyGenerator):
-                name = "wrong-shapes"
+            class Squashed(ToyGenerator):  # its model returns the wrong shape
+                name = "broken-shapes"
                 def build_model(self, tensors, config):
                     model = super().build_model(tensors, config)
                     forward = model.forward
                     model.forward = lambda x, t, cond: forward(x, t, cond)[:, :1]
                     return model
-            register(Squashed())
-    """,
-    "short-decode": """
-        import condgen
-        __condgen_api__ = "1.0"
 
-        @condgen.hookimpl
-        def register_generators(register):
-            from condgen_toy.generator import ToyGenerator
-
-            class Short(ToyGenerator):
-                name = "short-decode"
+            class Short(ToyGenerator):  # its decode drops a sample
+                name = "broken-decode"
                 def decode(self, x, conditions):
                     return super().decode(x, conditions)[:-1]
+
+            register(Squashed())
             register(Short())
     """,
     "no-api": """
@@ -367,8 +360,8 @@ CASES = [
     _case("plugin-takes-a-first-party-name", ["generate", "--plugin", "takes-toy", "-n", "2"], "takes-toy", "already registered by plugin 'toy'"),
     _case("plugin-exits-in-a-hook", ["generate", "--plugin", "exits", "-n", "2"], "exits", "SystemExit"),
     _case("plugin-exits-on-import", ["generate", "--plugin", "exits-on-import", "-n", "2"], "exits-on-import", "SystemExit"),
-    _case("plugin-returns-wrong-shapes", ["generate", "--plugin", "wrong-shapes", "-n", "2", "--out", "{tmp}/r"], "plugin 'wrong-shapes'", "shape", failed_run="r"),
-    _case("plugin-decodes-too-few", ["generate", "--plugin", "short-decode", "-n", "2", "--out", "{tmp}/r"], "plugin 'short-decode'", "decode", failed_run="r"),
+    _case("plugin-returns-wrong-shapes", ["generate", "--plugin", "broken", "--model", "broken-shapes", "-n", "2", "--out", "{tmp}/r"], "plugin 'broken' (generator broken-shapes)", "shape", failed_run="r"),
+    _case("plugin-decodes-too-few", ["generate", "--plugin", "broken", "--model", "broken-decode", "-n", "2", "--out", "{tmp}/r"], "plugin 'broken' (generator broken-decode)", "decode", failed_run="r"),
     _case("plugin-without-api-version", ["generate", "--plugin", "no-api", "-n", "2"], "no-api", "__condgen_api__"),
     # output directories
     _case("out-is-a-file", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/taken.txt"], "not empty", prepare="out"),

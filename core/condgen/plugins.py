@@ -426,10 +426,10 @@ class Plugins:
             )
         if record.status != "loaded":
             advice = {
-                "blocked": "add it to CONDGEN_LOAD_PLUGINS to use it",
-                "incompatible": f"install a version of {record.distribution or name} made for this condgen",
-            }.get(record.status, f"report it to its authors, or remove it with: core uninstall {shlex.quote(name)}")
-            raise PluginError(f"plugin {name!r} is {record.status}: {record.error}; {advice}")
+                "blocked": "; add it to CONDGEN_LOAD_PLUGINS to use it",
+                "incompatible": "",  # its error names the version to install
+            }.get(record.status, f"; fix the plugin or remove it with: core uninstall {shlex.quote(name)}")
+            raise PluginError(f"plugin {name!r} is {record.status}: {record.error}{advice}")
         return record
 
     def generators_of(self, plugin: str) -> list:

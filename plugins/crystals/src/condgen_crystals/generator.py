@@ -106,13 +106,12 @@ class CrystalsGenerator(condgen.Generator):
     formats = ("cif", "poscar")
     weights = WEIGHTS
     aliases = ("wyformer", "wyckoff-transformer")
+    enforce_site_rules = True  # False: the raw network (benchmarks/crystals_quality.py measures both)
 
     def session(self, **options):
         return CrystalSession(self, **options)
 
     def build_model(self, tensors, config):
-        import torch
-
         from condgen_crystals.model import WyckoffTransformer
 
         tables = {k[len("table.") :]: v for k, v in tensors.items() if k.startswith("table.")}
@@ -123,7 +122,7 @@ class CrystalsGenerator(condgen.Generator):
         model = WyckoffTransformer(tables=tables, **arch)
         model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("table.")})
         model.eval()
-        torch.set_grad_enabled(True)
+        model.enforce_site_rules = self.enforce_site_rules
         self._model = model
         return model
 

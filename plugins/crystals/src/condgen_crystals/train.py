@@ -2,7 +2,9 @@
 
 Maximum likelihood of each crystal's site sequence in a fresh random order every time it
 is seen (the set has no order; the paper trains the same way), over every prefix and
-each of the three stage tokens. AdamW, cosine learning rate, a wall-clock budget.
+each of the three stage tokens; a tenth of the crystals are shown without their space
+group, so the same network is the unconditional model CFG needs. AdamW, cosine learning
+rate, a wall-clock budget (15 minutes by default).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from condgen_crystals import data
 from condgen_crystals.model import WyckoffTransformer
 
 ARCH = {"d_model": 96, "layers": 3, "heads": 4, "dropout": 0.1}
+GROUP_DROPOUT = 0.1  # fraction of crystals trained without their space group
 ROWS = 384  # prefixes per step, drawn from the batch's crystals
 
 
@@ -88,7 +91,7 @@ def make_model(arch: dict | None = None, tables=None) -> tuple[WyckoffTransforme
     return WyckoffTransformer(tables=tables, **config), config
 
 
-def train(out: Path, *, seconds: float = 240.0, steps: int | None = None, batch_size: int = 96, lr: float = 1e-3, seed: int = 0,
+def train(out: Path, *, seconds: float = 900.0, steps: int | None = None, batch_size: int = 96, lr: float = 1e-3, seed: int = 0,
           arch: dict | None = None, limit: int | None = None, progress=None) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches: on a shared 2-core machine one thread is ~2x faster
@@ -119,7 +122,9 @@ def _train(out, *, seconds, steps, batch_size, lr, seed, arch, limit, progress):
         for group in optimiser.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
         batch = rng.sample(train_set, min(batch_size, len(train_set)))
-        loss = model.loss(*collate(batch, rng), rows=ROWS, generator=generator)
+        group, *sites = collate(batch, rng)
+        dropped = torch.rand(len(group), generator=generator) < GROUP_DROPOUT  # the unconditional model, for CFG
+        loss = model.loss(torch.where(dropped, -1, group), *sites, rows=ROWS, generator=generator)
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -132,7 +137,7 @@ def _train(out, *, seconds, steps, batch_size, lr, seed, arch, limit, progress):
     tensors = {k: v for k, v in model.state_dict().items()}
     symmetries, K, tables = build_tables()
     tensors.update({f"table.{k}": v.to(torch.uint8) if v.dtype == torch.bool else v.to(torch.int32) for k, v in tables.items()})
-    config = {**config, "trained": {"steps": step, "seconds": round(time.monotonic() - start, 1), "batch_size": batch_size, "lr": lr, "seed": seed,
+    config = {**config, "trained": {"steps": step, "seconds": round(time.monotonic() - start, 1), "batch_size": batch_size, "lr": lr, "seed": seed, "group_dropout": GROUP_DROPOUT,
                                     "train_crystals": len(train_set), "validation_nll_before": round(before, 4), "validation_nll_after": round(after, 4)}}
     sha = save_checkpoint(out, tensors, config, generator="crystals")
     return {"path": str(out), "sha256": sha, "steps": step, "validation_nll_before": before, "validation_nll_after": after,
@@ -142,7 +147,7 @@ def _train(out, *, seconds, steps, batch_size, lr, seed, arch, limit, progress):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "weights" / "crystals.safetensors"))
-    parser.add_argument("--seconds", type=float, default=240.0)
+    parser.add_argument("--seconds", type=float, default=900.0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

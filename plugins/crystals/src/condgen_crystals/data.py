@@ -198,11 +198,12 @@ def smact_valid(elements: list[str], multiplicities: list[int]) -> bool:
         return False
 
 
-def decorated_skeletons(copies: int = 2, seed: int = 0) -> list[dict]:
-    """Each MP skeleton decorated ``copies`` times: {spacegroup, sites: [(element, index)], split, key}."""
+def decorated_skeletons(copies: int = 2, seed: int = 0, stride: int = 1) -> list[dict]:
+    """Each MP skeleton (every ``stride``-th) decorated ``copies`` times:
+    {spacegroup, sites: [(element, index)], split, key}."""
     rng = random.Random(seed)
     out = []
-    for row in read_mp_skeletons():
+    for row in read_mp_skeletons()[::stride]:
         pos = positions(row["spacegroup"])
         key = skeleton_key(row["spacegroup"], [pos[i].letter for i in row["positions"]])
         for _ in range(copies):

@@ -112,9 +112,12 @@ def formula_of(skeleton: dict) -> str:
     return Composition(counts).reduced_formula
 
 
-def place(skeleton: dict):
+def place(skeleton: dict, attempts: int = 4):
     """pyxtal: atoms on the given Wyckoff positions, random free coordinates and lattice,
-    its distance checks; seeded by the skeleton. A pymatgen Structure, or None."""
+    its distance checks; seeded by the skeleton. Up to ``attempts`` placements: the first
+    whose spglib group is the requested one, else the first pyxtal accepted, else None.
+    (A skeleton whose fixed sites alone have more symmetry, e.g. one element on both 4a
+    and 4b of Fm-3m, detects as a supergroup whatever the placement.)"""
     from pyxtal import pyxtal
 
     from condgen_crystals.generator import skeleton_seed
@@ -125,15 +128,22 @@ def place(skeleton: dict):
     names = sorted(species)
     counts = [sum(multiplicity(label) for label in species[e]) for e in names]
     seed = skeleton_seed(skeleton["spacegroup"], [s[:2] for s in skeleton["sites"]])
-    for attempt in range(3):
+    first = None
+    for attempt in range(attempts):
         crystal = pyxtal()
         try:
             crystal.from_random(3, skeleton["spacegroup"], names, counts, sites=[species[e] for e in names], random_state=seed + attempt)
         except Exception:  # pyxtal raises its own errors for placements that fail its checks
             continue
-        if crystal.valid:
-            return crystal.to_pymatgen()
-    return None
+        if not crystal.valid:
+            continue
+        structure = crystal.to_pymatgen()
+        if detect_spacegroup(structure) == skeleton["spacegroup"]:
+            return structure
+        first = first or structure
+        if all(p.dof == 0 for p in data.positions(skeleton["spacegroup"]) if p.label in {label for _, label, *_ in skeleton["sites"]}):
+            break  # no free coordinate: another placement changes only the lattice
+    return first
 
 
 def detect_spacegroup(structure) -> int | None:

@@ -105,9 +105,7 @@ def _train(out, *, seconds, steps, batch_size, lr, seed, arch, limit, progress):
     torch.manual_seed(seed)
     rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
     model, config = make_model(arch)
-    crystals = data.decorated_skeletons(seed=seed)
-    if limit:
-        crystals = crystals[:: max(1, len(crystals) // limit)]
+    crystals = data.decorated_skeletons(seed=seed, stride=max(1, 9000 // limit) if limit else 1)  # limit: about that many skeletons
     train_set = encode_crystals([c for c in crystals if c["split"] == "train"], config["elements"], config["site_symmetries"])
     valid_set = encode_crystals([c for c in crystals if c["split"] == "validation"], config["elements"], config["site_symmetries"])[:1000]
     before = evaluate_loss(model, valid_set)

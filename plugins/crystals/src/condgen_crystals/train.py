@@ -130,7 +130,7 @@ def _train(out, *, seconds, steps, batch_size, lr, seed, arch, limit, progress):
         losses.append(float(loss.detach()))
         step += 1
         if progress is not None and step % 20 == 0:
-            progress(step, steps or 0, loss=sum(losses[-20:]) / len(losses[-20:]))
+            progress(step, steps, loss=sum(losses[-20:]) / len(losses[-20:]))
     after = evaluate_loss(model, valid_set)
     tensors = {k: v for k, v in model.state_dict().items()}
     symmetries, K, tables = build_tables()

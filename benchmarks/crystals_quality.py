@@ -29,7 +29,7 @@ from pathlib import Path
 import condgen
 import torch
 from condgen_crystals import data, evaluate
-from condgen_crystals.structures import decode_skeleton
+from condgen_crystals.structures import charge_balanced, decode_skeleton
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "crystals_quality.json"
@@ -56,6 +56,7 @@ def skeletons_only(generator, groups, guidance=()):
         "valid": len(valid) / len(groups),
         "unique_skeletons": len({evaluate.skeleton_key(s) for s in valid}) / max(len(valid), 1),
         "novel": sum(evaluate.skeleton_key(s) not in ref["keys"]["train"] for s in valid) / max(len(valid), 1),
+        "compositionally_valid": sum(charge_balanced(s) for s in valid) / len(groups),
         "sites_js": evaluate.js_divergence(Counter(len(s["sites"]) for s in valid), ref["sites"]),
         "atoms_js": evaluate.js_divergence(Counter(s["atoms"] for s in valid), ref["atoms"]),
     }

@@ -178,3 +178,17 @@ def test_bad_inputs_get_one_line_and_no_run_directory(tmp_path, condition, words
     assert_one_line_error(code, err)
     assert words in err and "accepted" in err
     assert not out.exists()
+
+
+def test_a_placement_that_runs_too_long_is_cut_off():
+    import time
+
+    from condgen_crystals.structures import PlacementTimeout, time_limit
+
+    start = time.monotonic()
+    with pytest.raises(PlacementTimeout):
+        with time_limit(0.2):
+            time.sleep(3)
+    assert time.monotonic() - start < 1.5
+    with time_limit(1.0):  # a quick call is untouched
+        time.sleep(0.01)

@@ -3,9 +3,12 @@ output, spglib re-detection, SMACT charge balance, and the preview picture."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import signal
+import threading
 from pathlib import Path
 
 from condgen_crystals import data
@@ -13,6 +16,7 @@ from condgen_crystals import data
 STOP = 0
 SYMPREC = 0.1
 MIN_DISTANCE = 0.5  # Angstrom: structural validity
+PLACEMENT_SECONDS = 5.0  # a pyxtal placement that takes longer counts as failed (not realised)
 
 
 def decode_skeleton(model, row: list[int], spacegroup: int) -> dict:
@@ -132,8 +136,9 @@ def place(skeleton: dict, attempts: int = 4):
     for attempt in range(attempts):
         crystal = pyxtal()
         try:
-            crystal.from_random(3, skeleton["spacegroup"], names, counts, sites=[species[e] for e in names], random_state=seed + attempt)
-        except Exception:  # pyxtal raises its own errors for placements that fail its checks
+            with time_limit(PLACEMENT_SECONDS):
+                crystal.from_random(3, skeleton["spacegroup"], names, counts, sites=[species[e] for e in names], random_state=seed + attempt)
+        except Exception:  # pyxtal's own errors for placements that fail its checks, or the time limit
             continue
         if not crystal.valid:
             continue
@@ -144,6 +149,30 @@ def place(skeleton: dict, attempts: int = 4):
         if all(p.dof == 0 for p in data.positions(skeleton["spacegroup"]) if p.label in {label for _, label, *_ in skeleton["sites"]}):
             break  # no free coordinate: another placement changes only the lattice
     return first
+
+
+class PlacementTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """A wall-clock limit on one pyxtal placement (some large cells search for minutes);
+    only in the main thread, where SIGALRM can be used; elsewhere no limit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise PlacementTimeout(f"pyxtal placement took over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def detect_spacegroup(structure) -> int | None:

@@ -1,0 +1,1 @@
+"""condgen-crystals: symmetric crystals by the Wyckoff Transformer (Kazeev et al. 2025)."""

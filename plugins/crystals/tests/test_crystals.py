@@ -1,0 +1,194 @@
+"""Tests of the crystals plugin: tokens, site rules, the model's permutation invariance,
+training, realisation, writers and refused inputs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+import condgen
+from condgen.testing import assert_one_line_error, invoke_core
+
+from condgen_crystals import data
+from condgen_crystals.structures import check_skeleton, realise, skeleton_from_tokens
+from condgen_crystals.train import collate, encode_crystals, make_model, train
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return condgen.load("crystals")
+
+
+@pytest.fixture(scope="module")
+def model(generator):
+    return generator.load_model()[0]
+
+
+def test_positions_follow_pyxtal_and_enumerate_shared_site_symmetries():
+    pos = data.positions(225)
+    labels = {p.label: p for p in pos}
+    assert labels["4a"].site_symmetry == labels["4b"].site_symmetry == "m-3m"
+    assert (labels["4a"].enumeration, labels["4b"].enumeration) == (0, 1)
+    assert labels["192l"].dof == 3 and labels["4a"].dof == 0
+    assert len(data.all_symbols()) == 230 and data.all_symbols()[224] == "Fm-3m"
+
+
+def test_tokenisation_round_trips_mp_rows(model):
+    rows = data.read_mp_skeletons()[::97]
+    rng = random.Random(0)
+    crystals = []
+    for row in rows:
+        elements = data.decorate(row, rng)
+        if elements is not None:
+            crystals.append({"spacegroup": row["spacegroup"], "sites": list(zip(elements, row["positions"]))})
+    assert len(crystals) > 50
+    encoded = encode_crystals(crystals, model.elements, model.site_symmetries)
+    for crystal, (g, tokens) in zip(crystals, encoded):
+        assert g == crystal["spacegroup"] - 1
+        back = skeleton_from_tokens(crystal["spacegroup"], [(model.elements[a], model.site_symmetries[s], e) for a, s, e in tokens])
+        pos = data.positions(crystal["spacegroup"])
+        expected = sorted((el, pos[i].label) for el, i in crystal["sites"])
+        assert sorted((e, label) for e, label, *_ in back["sites"]) == expected
+        assert back["valid"], back
+        assert back["atoms"] == sum(pos[i].multiplicity for _, i in crystal["sites"])
+
+
+def test_decorations_are_charge_balanced():
+    from condgen_crystals.structures import charge_balanced, formula_of
+
+    rng = random.Random(1)
+    rows = data.read_mp_skeletons()[::211]
+    decorated = 0
+    for row in rows:
+        elements = data.decorate(row, rng)
+        if elements is None:
+            continue
+        pos = data.positions(row["spacegroup"])
+        skeleton = {"sites": [[e, pos[i].label] for e, i in zip(elements, row["positions"])]}
+        assert charge_balanced(skeleton), formula_of(skeleton)
+        decorated += 1
+    assert decorated > 0.9 * len(rows)
+
+
+def test_validity_checker_on_hand_made_skeletons():
+    assert check_skeleton(225, [("Na", "4a"), ("Cl", "4b")]) == {"valid": True, "problem": "", "atoms": 8}
+    assert check_skeleton(225, [("Na", "4a"), ("Cl", "4a")])["valid"] is False  # 4a has no free parameter
+    assert check_skeleton(225, [("Na", "4a"), ("Cl", "7z")])["valid"] is False  # no such position
+    assert check_skeleton(225, [])["valid"] is False
+    assert check_skeleton(2, [("O", "2i"), ("O", "2i"), ("Ti", "1a")])["valid"] is True  # general position repeats
+    assert check_skeleton(194, [("Mg", "2a"), ("Mg", "2a")])["valid"] is False
+
+
+def test_the_next_site_distribution_ignores_the_order_of_sites(model):
+    sites = [(model.elements.index("O"), model.site_symmetries.index("1"), 0),
+             (model.elements.index("Ti"), model.site_symmetries.index("-1"), 0),
+             (model.elements.index("Sr"), model.site_symmetries.index("-1"), 1)]
+    reference = model.next_site_logits(1, sites)
+    for order in ([2, 0, 1], [1, 2, 0], [2, 1, 0]):
+        torch.testing.assert_close(model.next_site_logits(1, [sites[i] for i in order]), reference, atol=1e-4, rtol=1e-4)
+    other = model.next_site_logits(1, sites[:2])
+    assert not torch.allclose(other, reference, atol=1e-3)  # the set matters, its order does not
+
+
+def test_loss_of_a_set_is_the_same_for_every_order_of_its_sites(model):
+    g = torch.tensor([224])
+    el = torch.tensor([[model.elements.index("Na"), model.elements.index("Cl")]])
+    ss = torch.tensor([[model.site_symmetries.index("m-3m")] * 2])
+    en = torch.tensor([[0, 1]])
+    present = torch.ones(1, 2, dtype=torch.bool)
+    model.eval()
+    with torch.no_grad():
+        # p(Na@4a) p(Cl@4b | Na@4a) p(STOP | both): the STOP term is order-free; the total is compared
+        forward = model.loss(g, el, ss, en, present)
+        swapped = model.loss(g, el.flip(1), ss, en.flip(1), present)
+        stop_a = model.next_site_logits(224, [(int(el[0, 0]), int(ss[0, 0]), 0), (int(el[0, 1]), int(ss[0, 1]), 1)])
+        stop_b = model.next_site_logits(224, [(int(el[0, 1]), int(ss[0, 1]), 1), (int(el[0, 0]), int(ss[0, 0]), 0)])
+    torch.testing.assert_close(stop_a, stop_b, atol=1e-4, rtol=1e-4)
+    assert torch.isfinite(forward) and torch.isfinite(swapped)
+
+
+def test_a_short_training_run_lowers_the_validation_loss(tmp_path):
+    result = train(tmp_path / "w.safetensors", steps=25, limit=600, batch_size=32, seed=0)
+    assert result["validation_nll_after"] < result["validation_nll_before"] - 0.1
+    ck = condgen.load_checkpoint(tmp_path / "w.safetensors")
+    assert ck.config["trained"]["steps"] == 25 and "table.allowed" in ck.tensors
+
+
+def test_collate_pads_and_masks():
+    rng = random.Random(0)
+    group, el, ss, en, present = collate([(224, [(1, 2, 0)]), (0, [(3, 4, 0), (5, 6, 0)])], rng)
+    assert present.tolist() == [[True, False], [True, True]]
+    assert group.tolist() == [224, 0]
+
+
+def test_generate_fm3m_realises_and_spglib_agrees(generator):
+    run = generator.generate(6, condition={"spacegroup": "Fm-3m"}, seed=3, device="cpu")
+    for sample in run.samples:
+        assert sample["valid"], sample
+        assert sample["realised"] and sample["cif"].startswith("# generated using pymatgen")
+        assert sample["detected_spacegroup"] == 225, sample
+        assert sample["min_distance"] > 0.5
+
+
+def test_atoms_and_elements_constrain_the_skeleton(generator):
+    run = generator.generate(6, condition={"spacegroup": 225, "atoms": 8, "elements": "Na,Cl"}, seed=0, device="cpu")
+    for sample in run.samples:
+        assert sample["valid"] and sample["atoms"] == 8, sample
+        assert {e for e, *_ in sample["sites"]} <= {"Na", "Cl"}
+
+
+def test_realise_measures_a_hand_made_rock_salt():
+    sample = realise(skeleton_from_tokens(225, [("Na", "m-3m", 0), ("Cl", "m-3m", 1)]))
+    assert sample["realised"] and sample["formula"] == "NaCl"
+    assert sample["detected_spacegroup"] == 225 and sample["charge_balanced"] and sample["structurally_valid"]
+    bad = realise(skeleton_from_tokens(225, [("Na", "m-3m", 0), ("Na", "m-3m", 0)]))
+    assert not bad["valid"] and not bad["realised"] and bad["cif"] == ""
+
+
+def test_cli_writes_cif_poscar_and_preview(tmp_path):
+    out = tmp_path / "run"
+    code, _, err = invoke_core("generate", "--plugin", "crystals", "-c", "spacegroup=225", "-n", "2", "--out", str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["000000.cif", "000001.cif"]
+    assert (out / "preview.png").stat().st_size > 1000 and (out / "samples.csv").is_file()
+    code, _, err = invoke_core("generate", "--plugin", "crystals", "-c", "spacegroup=194", "-n", "1", "--format", "poscar", "--out", str(tmp_path / "p"))
+    assert code == 0, err
+    from pymatgen.io.vasp import Poscar
+
+    poscar = Poscar.from_file(tmp_path / "p" / "samples" / "000000.vasp")
+    assert len(poscar.structure) > 0
+
+
+@pytest.mark.parametrize(
+    "condition, words",
+    [
+        ("spacegroup=231", "outside 1-230"),
+        ("spacegroup=0", "outside 1-230"),
+        ("spacegroup=Xyz", "unknown space group symbol"),
+        ("atoms=3", "no skeleton of space group 225"),
+        ("elements=Na,Qq", "unknown element 'Qq'"),
+        ("atoms=many", "not an atom count"),
+    ],
+)
+def test_bad_inputs_get_one_line_and_no_run_directory(tmp_path, condition, words):
+    out = tmp_path / "run"
+    code, _, err = invoke_core("generate", "--plugin", "crystals", "-c", condition, "-n", "2", "--out", str(out))
+    assert_one_line_error(code, err)
+    assert words in err and "accepted" in err
+    assert not out.exists()
+
+
+def test_a_placement_that_runs_too_long_is_cut_off():
+    import time
+
+    from condgen_crystals.structures import PlacementTimeout, time_limit
+
+    start = time.monotonic()
+    with pytest.raises(PlacementTimeout):
+        with time_limit(0.2):
+            time.sleep(3)
+    assert time.monotonic() - start < 1.5
+    with time_limit(1.0):  # a quick call is untouched
+        time.sleep(0.01)

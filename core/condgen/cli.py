@@ -528,9 +528,7 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
     manifest.pop("error", None)
     try:
         finalize(run_dir, writer, gen, indices, samples, conditions, manifest)  # records a failure in the manifest itself
-    except StepFailed as exc:
-        raise StepFailed(exc.step, exc.cause, _kept_advice(run_dir, n, n)) from exc.cause
-    except PluginFault as exc:
+    except (StepFailed, PluginFault) as exc:
         raise exc.with_advice(_kept_advice(run_dir, n, n)) from exc.__cause__
     return samples, conditions
 

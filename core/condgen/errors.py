@@ -41,9 +41,11 @@ class StepFailed(CondgenError):
     def __init__(self, step: str, cause: BaseException, advice: str = ""):
         self.step = step
         self.cause = cause
-        detail = str(cause).splitlines()[0] if str(cause) else ""
-        self.summary = f"{step} failed: {type(cause).__name__}" + (f": {detail}" if detail else "")
+        self.summary = f"{step} failed: {describe(cause)}"
         super().__init__(self.summary + (f"; {advice}" if advice else ""))
+
+    def with_advice(self, advice: str) -> "StepFailed":
+        return StepFailed(self.step, self.cause, advice)
 
 
 class PluginFault(PluginError):

@@ -21,7 +21,7 @@ import pytest
 
 from condgen.testing import assert_one_line_error
 
-PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text")
+PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text", "crystals")
 
 # A message says what to do: it proposes a value, a command, an option or a next step.
 ADVICE = (
@@ -317,6 +317,15 @@ CASES = [
     _case("prompt-not-utf8", ["generate", "--plugin", "text", "--prompt", "caf\udce9"], "not valid UTF-8"),
     _case("text-steps-overflow", ["generate", "--plugin", "text", "--prompt", "The", "--steps", "200"], "context of 128 tokens"),
     _case("text-topic-unknown", ["generate", "--plugin", "text", "-c", "topic=cooking"], "unknown label 'cooking'"),
+    # crystal conditions
+    _case("crystals-spacegroup-zero", ["generate", "--plugin", "crystals", "-c", "spacegroup=0"], "outside 1-230"),
+    _case("crystals-spacegroup-231", ["generate", "--plugin", "crystals", "-c", "spacegroup=231"], "outside 1-230"),
+    _case("crystals-spacegroup-unknown-symbol", ["generate", "--plugin", "crystals", "-c", "spacegroup=Xy-9"], "unknown space group symbol"),
+    _case("crystals-atoms-unreachable", ["generate", "--plugin", "crystals", "-c", "spacegroup=225", "-c", "atoms=3"], "no skeleton of space group 225"),
+    _case("crystals-atoms-fraction", ["generate", "--plugin", "crystals", "-c", "atoms=2.5"], "not an atom count"),
+    _case("crystals-atoms-too-many", ["generate", "--plugin", "crystals", "-c", "atoms=500"], "not an atom count"),
+    _case("crystals-element-unknown", ["generate", "--plugin", "crystals", "-c", "elements=Na,Xx"], "unknown element 'Xx'"),
+    _case("crystals-elements-empty", ["generate", "--plugin", "crystals", "-c", "elements=,"], "no element given"),
     # tables
     *[_case(f"table-{name}", ["generate", "--plugin", "tabular", "--data", f"{{tmp}}/{file}", "--target", target, "-n", "2"], fragment, prepare="tables")
       for name, file, target, fragment in [

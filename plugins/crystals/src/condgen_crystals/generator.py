@@ -158,7 +158,7 @@ class CrystalsGenerator(condgen.Generator):
         if dataset not in (None, "mp-skeletons"):
             raise condgen.UsageError(f"crystals trains on mp-skeletons only, not {dataset!r}")
         if resume:
-            raise condgen.UsageError("crystals training cannot resume; rerun without --resume (it takes about 5 minutes)")
+            raise condgen.UsageError("crystals training cannot resume; rerun without --resume (it takes about 45 minutes, or pass --steps)")
         return train(Path(out), steps=steps, seed=seed, progress=progress)
 
 

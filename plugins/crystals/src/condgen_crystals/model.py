@@ -54,6 +54,9 @@ class WyckoffTransformer(nn.Module):
         self.element = nn.Embedding(self.E, d_model)
         self.symmetry = nn.Embedding(self.S, d_model)
         self.enumeration = nn.Embedding(self.K, d_model)
+        # the site's multiplicity in the group (an engineered feature, as in the authors' tokeniser:
+        # a function of group, site symmetry and enumeration; index 0 when the group is unknown)
+        self.multiplicity_feature = nn.Embedding(int(self.multiplicity.max()) + 1, d_model)
         self.stage = nn.Embedding(3, d_model)
         layer = nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -70,7 +73,8 @@ class WyckoffTransformer(nn.Module):
         Q = q_stage.shape[1]
         g = self.group(torch.where(group < 0, torch.full_like(group, 230), group))[:, None]
         el, ss, en = el.clamp(0, self.E - 1), ss.clamp(0, self.S - 1), en.clamp(0, self.K - 1)  # absent sites and STOP rows
-        sites = self.element(el) + self.symmetry(ss) + self.enumeration(en)
+        mult = torch.where(group[:, None] >= 0, self.multiplicity[group.clamp(min=0)[:, None], ss, en], 0)
+        sites = self.element(el) + self.symmetry(ss) + self.enumeration(en) + self.multiplicity_feature(mult)
         query = self.stage(q_stage) + (q_stage >= 1)[..., None] * self.element(q_el.clamp(0, self.E - 1)) + (q_stage >= 2)[..., None] * self.symmetry(q_ss.clamp(0, self.S - 1))
         x = torch.cat([g, sites, query], 1)
         L = 1 + N + Q

@@ -45,6 +45,25 @@ def scores(train: dict, test: dict, fake: dict) -> dict:
             "specificity": evaluate.specificity(test, fake), "utility": evaluate.utility(train, test, fake)}
 
 
+ROWS = [("fidelity", k) for k in ("d_delta_db", "d_theta_db", "d_alpha_db", "d_beta_db", "cov_frobenius", "acf_l2", "mmd", "prd_precision", "prd_recall")] + \
+    [("specificity", "knn_recovery"), ("specificity", "classifier_recovery")] + \
+    [("utility", f"real{n}{tail}_accuracy") for n in (5, 20) for tail in ("", "_plus_synthetic")]
+
+
+def markdown(results: dict) -> str:
+    """The side-by-side table of the docs page, and the band-power deltas per class."""
+    names = list(results)
+    lines = ["| axis | metric | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+    for axis, key in ROWS:
+        lines.append(f"| {axis} | {key} | " + " | ".join(f"{results[n][axis][key]:.3f}" for n in names) + " |")
+    lines += ["", "| class | " + " | ".join(f"{n} d{b[0]}" for n in names[1:] for b in ("delta", "theta", "alpha", "beta")) + " |",
+              "|---|" + "---:|" * (4 * len(names[1:]))]
+    for label in data.CLASSES:
+        cells = [f"{results[n]['fidelity_per_class'][label][f'd_{b}_db']:.2f}" for n in names[1:] for b in ("delta", "theta", "alpha", "beta")]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=100)
@@ -65,7 +84,7 @@ def main() -> None:
             FIGURES.mkdir(parents=True, exist_ok=True)
             evaluate.write_preview(FIGURES / f"{model}.png", samples, f"{model}: generated windows (dashed: real test subjects)", reference=test)
         print(model, json.dumps({k: results[model][k] for k in ("fidelity", "specificity", "utility", "seconds")}), flush=True)
-    print("real", json.dumps({k: results["real"][k] for k in ("fidelity", "specificity", "utility")}), flush=True)
+    print(markdown(results), flush=True)
     if args.write:
         samples = [{"eeg": x.astype(np.float32), "artifact": data.CLASSES[y]} for x, y in zip(real["x"], real["y"])]
         evaluate.write_preview(FIGURES / "real.png", samples, "real (simulated) windows of the training subjects (dashed: test subjects)", reference=test)

@@ -24,14 +24,16 @@ def band(x, name):
     return evaluate.band_powers(x)[..., list(data.BANDS).index(name)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def person():
+    """A fresh simulated subject for each test (its random stream is used up by draws)."""
     return data.Subject(seed=0, index=3)
 
 
-@pytest.fixture(scope="module")
-def rest(person):
-    return person.background(60, data.SAMPLES) * person.gains[None, :, None]
+@pytest.fixture
+def rest():
+    resting = data.Subject(seed=0, index=3)
+    return resting.background(60, data.SAMPLES) * resting.gains[None, :, None]
 
 
 # -- the simulator: each artifact's signature -----------------------------------------------------
@@ -79,9 +81,9 @@ def test_muscle_is_high_frequency_over_temporal_channels(person, rest):
 
 def test_electrode_artifacts_touch_one_channel(person, rest):
     x, meta = person.windows(data.CLASSES.index("electrode"), 90)
-    ratio = np.log(x.var(-1) / np.median(rest.var(-1), axis=0))  # against this person's resting variance
+    ratio = np.log(np.ptp(x, -1) / np.median(np.ptp(rest, -1), axis=0))  # against this person's resting range
     deviation = np.abs(ratio - np.median(ratio, axis=1, keepdims=True))  # less the window's overall level
-    assert (deviation.argmax(1) == meta["channel"]).mean() > 0.85  # chance: 1 in 19
+    assert (deviation.argmax(1) == meta["channel"]).mean() > 0.9  # chance: 1 in 19; misses are small drifts
     flat = meta["kind"] == 2
     assert flat.any() and (x[flat, meta["channel"][flat]].std(-1) < 1.0).all()
 
@@ -89,14 +91,20 @@ def test_electrode_artifacts_touch_one_channel(person, rest):
 def test_chewing_bursts_come_at_one_to_two_hertz(person):
     from scipy.signal import hilbert
 
-    x, _ = person.windows(data.CLASSES.index("chewing"), 40, samples=2500)  # 10 s, to resolve the rhythm
-    envelope = np.abs(hilbert(data._bandpass(x[:, TEMPORAL].mean(1), 30.0, 100.0)))
-    envelope -= envelope.mean(-1, keepdims=True)
-    acf = np.fft.irfft(np.abs(np.fft.rfft(envelope, n=5000, axis=-1)) ** 2, axis=-1)
-    lags = np.arange(acf.shape[-1]) / data.SFREQ
-    window = (lags >= 0.35) & (lags <= 1.5)  # periods of 0.67-2.9 Hz rhythms, and beyond
-    rate = 1 / lags[window][acf[:, window].argmax(1)]
-    assert ((rate >= 0.95) & (rate <= 2.05)).mean() > 0.9
+    def envelope_acf(x):
+        """Normalised autocorrelation of the temporal EMG envelope, per window."""
+        envelope = np.abs(hilbert(data._bandpass(x[:, TEMPORAL].mean(1), 30.0, 100.0)))
+        envelope -= envelope.mean(-1, keepdims=True)
+        acf = np.fft.irfft(np.abs(np.fft.rfft(envelope, n=2 * x.shape[-1], axis=-1)) ** 2, axis=-1)
+        return acf / acf[:, :1]
+
+    x, meta = person.windows(data.CLASSES.index("chewing"), 40, samples=2500)  # 10 s, to see the rhythm
+    assert ((meta["rate"] >= 1) & (meta["rate"] <= 2)).all()
+    period = np.round(data.SFREQ / meta["rate"]).astype(int)
+    at_period = envelope_acf(x)[np.arange(len(x)), period]
+    muscle, _ = person.windows(data.CLASSES.index("muscle"), 40, samples=2500)
+    assert np.median(at_period) > 0.4  # bursts repeat every period
+    assert np.median(envelope_acf(muscle)[np.arange(len(x)), period]) < 0.5 * np.median(at_period)  # muscle bursts do not
     gamma = band(x[..., :250], "gamma").mean(0)
     assert gamma[TEMPORAL].mean() > 5 * gamma[CENTRAL].mean()
 

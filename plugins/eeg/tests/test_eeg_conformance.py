@@ -10,3 +10,6 @@ class TestConformance(ConformanceTests):
     n = 6
     steps = 6
     condition = {"artifact": list(CLASSES)}
+    # samples are in microvolts (tens to hundreds): float32 convolutions batched differently
+    # move them by up to ~1e-4 uV, far below EEG's resolution (~0.1 uV)
+    atol = 1e-3

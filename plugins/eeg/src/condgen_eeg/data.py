@@ -192,7 +192,7 @@ class Subject:
         envelope = np.where(cycle < width, np.sin(np.pi * cycle / width) ** 2, 0.0)
         emg = self._emg(n, samples, rng.uniform(30, 80, n)) * weights[:, :, None] * envelope[:, None, :]
         jaw = rng.uniform(8, 20, (n, 1)) * np.sin(2 * np.pi * (t[None] * rate + phase))
-        return emg + weights[:, :, None] * jaw[:, None, :]
+        return emg + weights[:, :, None] * jaw[:, None, :], rate[:, 0]
 
     def shiver(self, n, samples):
         rng, t = self.rng, np.arange(samples) / SFREQ
@@ -210,6 +210,8 @@ class Subject:
         meta = {}
         if name == "electrode":
             artifact, meta["channel"], meta["kind"] = self.electrode(n, samples)
+        elif name == "chewing":
+            artifact, meta["rate"] = self.chewing(n, samples)
         else:
             artifact = getattr(self, name)(n, samples)
         x = self.background(n, samples) + self.artifact_scale * artifact

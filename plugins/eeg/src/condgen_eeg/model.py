@@ -72,7 +72,7 @@ class WGANGenerator(nn.Module):
         self.up1 = UpBlock(width, width, 2, classes)  # 25 -> 50
         self.up2 = UpBlock(width, width // 2, 5, classes)  # 50 -> 250
         self.noise_gain = nn.Embedding(classes, noise)
-        nn.init.constant_(self.noise_gain.weight, 1.0)
+        nn.init.zeros_(self.noise_gain.weight)  # starts as a plain upsampling generator; learns where noise belongs
         self.full = UpBlock(width // 2 + noise, width // 2, 1, classes)  # at 250, with the noise
         self.out = nn.Conv1d(width // 2, CHANNELS, 7, padding=3)
         self.scales = nn.Sequential(nn.Linear(2 * latent, 64), nn.LeakyReLU(0.2), nn.Linear(64, SCALES))

@@ -58,7 +58,7 @@ class Recipe:
 
 
 RECIPES = {
-    "wgan": Recipe("eeg-wgan", "wgan", dict(latent=64, width=48, noise=4), steps=20_000, batch=32, lr=2e-4, warmup=0),
+    "wgan": Recipe("eeg-wgan", "wgan", dict(latent=64, width=48, noise=4), steps=20_000, batch=16, lr=2e-4, warmup=0),
     "diffusion": Recipe("eeg-diffusion", "diffusion", dict(width=32, mults=[1, 2, 2]), steps=20_000, batch=32, lr=5e-4),
 }
 

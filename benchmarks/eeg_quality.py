@@ -1,6 +1,6 @@
 """ArtifactGen's comparison on the EEG plugin: WGAN-GP against diffusion, side by side.
 
-    .venv/bin/python benchmarks/eeg_quality.py --per-class 100 --write     # a few minutes on one CPU thread
+    .venv/bin/python benchmarks/eeg_quality.py --per-class 100 --write     # about 7 minutes on one CPU thread
 
 Each model generates ``--per-class`` windows of every class with its shipped weights and
 default sampling (seed 0); condgen_eeg.evaluate scores them against the simulator's unseen

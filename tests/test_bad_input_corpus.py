@@ -343,7 +343,7 @@ CASES = [
     # EEG: artifact classes, models and users' epochs files to train on (nothing written, no runs/)
     _case("eeg-unknown-artifact", ["generate", "--plugin", "eeg", "-c", "artifact=sneeze"], "unknown label 'sneeze'", "accepted: eye, muscle"),
     _case("eeg-artifact-typo", ["generate", "--plugin", "eeg", "-c", "artifact=muscel"], "did you mean 'muscle'"),
-    _case("eeg-train-unknown-model", ["train", "--plugin", "eeg", "--model", "vae"], "has no model 'vae'", "models: eeg-wgan, eeg-diffusion"),
+    _case("eeg-train-unknown-model", ["train", "--plugin", "eeg", "--model", "vae"], "has no model 'vae'", "models: eeg-diffusion, eeg-wgan"),
     _case("eeg-train-data-missing", ["train", "--plugin", "eeg", "-c", "data={tmp}/none.fif"], "does not exist", "expected a .fif or .npz"),
     _case("eeg-train-data-not-eeg", ["train", "--plugin", "eeg", "--data", "{tmp}/tone.wav"], "expected a .fif (MNE epochs) or .npz", prepare="epochs"),
     _case("eeg-train-data-not-fif", ["train", "--plugin", "eeg", "-c", "data={tmp}/notes-epo.fif"], "not a readable MNE epochs file", prepare="epochs"),

@@ -2,8 +2,8 @@
 
 | generator | model | default sampling |
 |---|---|---|
-| ``eeg-wgan`` (default, alias ``eeg``) | conditional WGAN-GP, projection critic; ``one-step`` | ``direct`` (one evaluation; ``-o truncation=...``) |
-| ``eeg-diffusion`` | conditional 1-D U-Net denoiser (v, cosine VP path) | ``dpmpp-2m`` 25 steps, CFG 2 |
+| ``eeg-diffusion`` (default) | conditional 1-D U-Net denoiser (v, cosine VP path) | ``dpmpp-2m`` 25 steps, CFG 2 |
+| ``eeg-wgan`` | conditional WGAN-GP, projection critic; ``one-step`` | ``direct`` (one evaluation; ``-o truncation=...``) |
 
 ``core generate --plugin eeg -c artifact=muscle -n 8`` gives windows of 19 EEG channels
 (10-20 montage) x 250 samples at 250 Hz in microvolts. Each sample is written as

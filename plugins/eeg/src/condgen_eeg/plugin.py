@@ -4,15 +4,15 @@ import condgen
 
 __condgen_api__ = "1.1"
 
-GENERATORS = ("eeg-wgan", "eeg-diffusion")
+GENERATORS = ("eeg-diffusion", "eeg-wgan")
 
 
 @condgen.hookimpl
 def register_generators(register):
     from condgen_eeg import generator
 
+    register(generator.DiffusionGenerator())  # the default: the better class recovery (docs/plugins/eeg.md)
     register(generator.WGANGenerator())
-    register(generator.DiffusionGenerator())
 
 
 @condgen.hookimpl

@@ -21,7 +21,7 @@ import pytest
 
 from condgen.testing import assert_one_line_error
 
-PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text", "crystals")
+PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text", "crystals", "eeg")
 
 # A message says what to do: it proposes a value, a command, an option or a next step.
 ADVICE = (
@@ -225,7 +225,19 @@ THIRD_PARTY = {
 }
 
 
-PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file}
+def _epochs_files(tmp: Path) -> None:
+    """Users' EEG epochs files the eeg plugin must refuse (and one WAV that is not EEG)."""
+    x = np.zeros((4, 19, 250), np.float32)
+    labels = np.array(["muscle"] * 4)
+    np.savez(tmp / "channels.npz", x=np.zeros((4, 21, 250), np.float32), y=labels)
+    np.savez(tmp / "rate.npz", x=x, y=labels, sfreq=np.array(500.0))
+    np.savez(tmp / "unlabelled.npz", x=x)
+    np.savez(tmp / "blink.npz", x=x, y=np.array(["blink"] * 4))
+    (tmp / "notes-epo.fif").write_text("these are not epochs\n")
+    (tmp / "tone.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
+
+
+PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file, "epochs": _epochs_files}
 RESUME = ["generate", "--resume", "--out", "{tmp}/run"]
 
 
@@ -337,6 +349,20 @@ CASES = [
           ("missing-file", "nope.csv", "y", "not found"),
       ]],
     _case("table-builtin-typo", ["generate", "--plugin", "tabular", "--data", "iriss", "--target", "class"], "did you mean"),
+    # EEG: artifact classes, models and users' epochs files to train on (nothing written, no runs/)
+    _case("eeg-unknown-artifact", ["generate", "--plugin", "eeg", "-c", "artifact=sneeze"], "unknown label 'sneeze'", "accepted: eye, muscle"),
+    _case("eeg-artifact-typo", ["generate", "--plugin", "eeg", "-c", "artifact=muscel"], "did you mean 'muscle'"),
+    _case("eeg-train-unknown-model", ["train", "--plugin", "eeg", "--model", "vae"], "has no model 'vae'", "models: eeg-diffusion, eeg-wgan"),
+    _case("eeg-train-data-missing", ["train", "--plugin", "eeg", "-c", "data={tmp}/none.fif"], "does not exist", "expected a .fif or .npz"),
+    _case("eeg-train-data-not-eeg", ["train", "--plugin", "eeg", "--data", "{tmp}/tone.wav"], "expected a .fif (MNE epochs) or .npz", prepare="epochs"),
+    _case("eeg-train-data-not-fif", ["train", "--plugin", "eeg", "-c", "data={tmp}/notes-epo.fif"], "not a readable MNE epochs file", prepare="epochs"),
+    _case("eeg-train-wrong-channels", ["train", "--plugin", "eeg", "-c", "data={tmp}/channels.npz"], "21 channels; expected 19 EEG channels", prepare="epochs"),
+    _case("eeg-train-wrong-rate", ["train", "--plugin", "eeg", "-c", "data={tmp}/rate.npz"], "500 Hz; expected 250 Hz", prepare="epochs"),
+    _case("eeg-train-unlabelled", ["train", "--plugin", "eeg", "-c", "data={tmp}/unlabelled.npz"], "no labels", prepare="epochs"),
+    _case("eeg-train-unknown-label", ["train", "--plugin", "eeg", "-c", "data={tmp}/blink.npz"], "unknown artifact label 'blink'", prepare="epochs"),
+    _case("eeg-train-unknown-option", ["train", "--plugin", "eeg", "-c", "epochs=9"], "unknown training option 'epochs'"),
+    _case("train-option-not-taken", ["train", "--plugin", "toy", "-c", "data=x.npz"], "takes no training options"),
+    _case("eeg-evaluate-unlabelled", ["evaluate", "--plugin", "eeg", "-n", "8"], "generate labelled windows"),
     # resumes trust nothing in the directory
     _case("resume-manifest-not-json", RESUME, "cannot read", prepare=_edit_manifest(lambda m: "{not json")),
     _case("resume-manifest-not-an-object", RESUME, "not a condgen run manifest", prepare=_edit_manifest(lambda m: "[1, 2, 3]")),

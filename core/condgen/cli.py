@@ -572,8 +572,13 @@ def _sigterm_interrupts():
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Checkpoint path (default: runs/train-<model>-<time>.safetensors).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint at --out.")
-def train(plugin, model, dataset, steps, seed, device, out, resume):
+@click.option("-c", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A training option of the generator, e.g. -c data=FILE (its own data); see its plugin's docs.")
+@click.option("--data", "data", help="Shorthand for -c data=PATH.")
+def train(plugin, model, dataset, steps, seed, device, out, resume, options, data):
     """Train a plugin's model and write a safetensors checkpoint."""
+    import inspect
+
     from condgen.generators import find_generator
     from condgen.plugins import get_plugin_manager
 
@@ -581,7 +586,18 @@ def train(plugin, model, dataset, steps, seed, device, out, resume):
     gen = find_generator(plugins_, plugin, model)
     if dataset is not None and dataset not in plugins_.datasets:
         raise UsageError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(plugins_.datasets)) or 'none'}")
+    extra = {}
+    for item in _shorthand_conditions(options, data=data):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"training option {item!r} is not KEY=VALUE; use e.g. -c data=FILE")
+        extra[key.strip()] = value
+    if extra:
+        if "options" not in inspect.signature(gen.train).parameters:
+            raise UsageError(f"generator {gen.name!r} takes no training options ({', '.join(sorted(extra))}); drop -c/--data")
+        extra = {"options": extra}
     out = out or Path("runs") / f"train-{gen.name}-{datetime.now():%Y%m%d-%H%M%S}.safetensors"
+    made = [p for p in reversed(out.parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _sigterm_interrupts(), _progress() as bar:
@@ -590,7 +606,13 @@ def train(plugin, model, dataset, steps, seed, device, out, resume):
             def progress(done, total, **info):
                 bar.update(task, completed=done, total=total, description=f"train {gen.name} " + " ".join(f"{k}={v:.4g}" for k, v in info.items()))
 
-            summary = gen.train(dataset=dataset, out=out, steps=steps, seed=seed, resume=resume, device=device, progress=progress)
+            summary = gen.train(dataset=dataset, out=out, steps=steps, seed=seed, resume=resume, device=device, progress=progress, **extra)
+    except CondgenError:
+        # refused before anything was written (a bad data file, say): leave no folder behind
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     except KeyboardInterrupt:
         # Checkpoints are written atomically, so what the plugin saved last is whole.
         if out.is_file():

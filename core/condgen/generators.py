@@ -86,6 +86,9 @@ class Generator:
         ``progress``, when given, is ``core train``'s bar: call it as
         ``progress(done, total, **scalars)`` (e.g. ``progress(step, steps, loss=0.42)``),
         never with a message; print messages, which the bar keeps above itself.
+        A generator that also takes ``options`` (a keyword argument) receives
+        ``core train -c KEY=VALUE`` (and ``--data PATH``) as a dict of strings, e.g. the
+        path of the user's own training data; others refuse ``-c`` in one line.
         """
         raise CondgenError(f"generator {self.name!r} has nothing to train")
 

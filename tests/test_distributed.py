@@ -152,3 +152,40 @@ def test_nproc_under_torchrun_is_refused(core, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, _, err = core(*TOY, "-n", "2", "--nproc", "2")
     assert_one_line_error(code, err, "--nproc starts ranks itself")
+
+
+TRAIN_SCRIPT = """
+import hashlib, json, os, sys
+from pathlib import Path
+from condgen_toy.train import train
+digests = []
+def on_step(step, module):
+    digests.append(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in module.parameters())).hexdigest())
+out = Path(sys.argv[1])
+summary = train(out / "toy.safetensors", n=4000, steps=30, on_step=on_step)
+(out / f"rank{os.environ.get('RANK', 'single')}.json").write_text(json.dumps({"digests": digests, "summary": summary}))
+"""
+
+
+def test_ddp_training_keeps_the_ranks_weights_identical_and_equals_one_process(tmp_path):
+    import torch
+
+    import condgen
+
+    script = tmp_path / "train_toy.py"
+    script.write_text(TRAIN_SCRIPT)
+    two, one = tmp_path / "two", tmp_path / "one"
+    two.mkdir(), one.mkdir()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), str(two)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [json.loads((two / f"rank{r}.json").read_text()) for r in range(2)]
+    assert len(ranks[0]["digests"]) == 30 and ranks[0]["digests"] == ranks[1]["digests"]  # identical after every step
+    assert "sha256" in ranks[0]["summary"] and "sha256" not in ranks[1]["summary"]  # rank 0 alone writes
+    assert ranks[0]["summary"]["heldout_nll_after"] < ranks[0]["summary"]["heldout_nll_before"] - 0.5
+    done = subprocess.run([sys.executable, str(script), str(one)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # each rank's half-batch gradient, averaged by DDP, is the one-process full-batch gradient
+    sharded, single = (condgen.load_checkpoint(d / "toy.safetensors").tensors for d in (two, one))
+    for name in single:
+        torch.testing.assert_close(sharded[name], single[name], rtol=1e-9, atol=1e-9)

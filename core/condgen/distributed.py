@@ -63,8 +63,9 @@ class Ranks:
     def sharded(self) -> bool:
         return self.size > 1
 
-    def start(self) -> "Ranks":
-        """Join the other ranks (a world of one joins nothing)."""
+    def start(self, backend: str = "gloo") -> "Ranks":
+        """Join the other ranks (a world of one joins nothing): ``gloo`` for control
+        messages and CPU training, ``nccl`` for training on GPUs."""
         if not self.sharded or self.started:
             return self
         # c10d logs each failed connection attempt with a C++ stack to stderr; the error
@@ -76,7 +77,7 @@ class Ranks:
             raise UsageError(f"WORLD_SIZE={self.size} but MASTER_ADDR / MASTER_PORT are {self.address}; start the ranks with torchrun or core generate --nproc N")
         try:
             store = dist.TCPStore(self.host, int(self.port), self.size, is_master=self.main, timeout=timedelta(seconds=self.timeout), wait_for_workers=True)
-            dist.init_process_group("gloo", store=store, rank=self.rank, world_size=self.size, timeout=WAIT)
+            dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.size, timeout=WAIT)
         except Exception as exc:  # torch raises DistStoreError, RuntimeError or ValueError here
             raise UsageError(
                 f"rank {self.rank} of {self.size} cannot join the others at {self.address} within {self.timeout:g} s ({_first_line(exc)}); "

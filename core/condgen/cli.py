@@ -368,9 +368,30 @@ def _shorthand_options(command):
 @click.option("--format", "format_", help="Sample file format (default: the generator's first).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: a new one under ./runs/).")
 @click.option("--resume", is_flag=True, help="Finish the interrupted run in --out.")
+@click.option("--nproc", type=click.IntRange(min=1), help="Split the run over N processes on this machine (as torchrun --nproc-per-node N -m condgen generate ...).")
 @click.pass_context
-def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, threads, weights, format_, out, resume):
+def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, threads, weights, format_, out, resume, nproc):
     """Generate conditioned samples into a run directory with a manifest."""
+    from condgen.distributed import Ranks
+
+    if nproc is not None and nproc > 1:
+        if "WORLD_SIZE" in os.environ:
+            raise UsageError("--nproc starts ranks itself; under torchrun leave it out (torchrun's --nproc-per-node sets the ranks)")
+        from condgen.distributed import launch_local, strip_option
+
+        code = launch_local(nproc, ["generate", *strip_option(_invocation_args()[1:], "--nproc")])
+        if code:
+            raise Launched(code)
+        return
+    ranks = Ranks().start()
+    try:
+        _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, threads, weights, format_, out, resume)
+    finally:
+        ranks.close()
+
+
+def _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, threads, weights, format_, out, resume):
+    from condgen.distributed import agree, run_path
     from condgen.outputs import RunDirectory
 
     if resume:
@@ -406,18 +427,22 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
         torch.set_num_threads(threads)
     gen = find_generator(get_plugin_manager({plugin}), plugin, model)
     parsed = gen.conditions.parse_cli(_shorthand_conditions(conditions, data=data, target=target, prompt=prompt))
-    run_dir = RunDirectory(out or _default_out(gen.name))
+    run_dir = RunDirectory(out or ranks.broadcast(str(_default_out(gen.name))))  # one name, rank 0's clock
     run_dir.check(resume=resume)
     started = time.perf_counter()
     session = gen.session(
         parsed_conditions=parsed, sampler=sampler, steps=steps, guidance=guidance, sampler_options=options,
-        seed=seed, device=device, dtype=dtype, compile=compile_, weights=weights, format=format_,
+        seed=seed, device=ranks.device(device), dtype=dtype, compile=compile_, weights=weights, format=format_,
     )
-    if resume:
-        run_dir.check_samples_for_resume(session.writer.extension, n)
-    run_dir.create(resume=resume)  # only now: a bad sampler, guidance or weights file writes nothing
-    condition_files = condition_files if resume else _keep_tensor_conditions(run_dir, gen, parsed)
     manifest = session.manifest(n)
+    if ranks.sharded:  # every rank checked the same request; before anything is written, they must agree on it
+        agree(ranks, {"request": manifest["request"], "condgen version": manifest["condgen_version"], "plugin version": manifest["plugin_version"], "torch version": manifest["torch_version"],
+                      "run directory": run_path(run_dir.path), "resume": resume})
+    if ranks.main:
+        if resume:
+            run_dir.check_samples_for_resume(session.writer.extension, n)
+        run_dir.create(resume=resume)  # only now: a bad sampler, guidance or weights file writes nothing
+    condition_files = condition_files if resume else _keep_tensor_conditions(run_dir, gen, parsed) if ranks.main else {}
     if resume:
         batch_size = batch_size or previous.get("batch_size")  # the interrupted run's batches
         if previous["request"] != manifest["request"]:
@@ -426,7 +451,9 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
     manifest["argv"] = sys.argv[1:]
     if condition_files:
         manifest["condition_files"] = condition_files
-    samples, sample_conditions = _generate_into(run_dir, gen, session, manifest, n, batch_size, started)
+    samples, sample_conditions = _generate_into(run_dir, gen, session, manifest, n, batch_size, started, ranks)
+    if not ranks.main:
+        return
     try:
         text = gen.echo(samples, sample_conditions)
     except CondgenError:
@@ -471,50 +498,56 @@ def _check_resume_args(given: dict, request: dict) -> None:
             raise UsageError(f"--resume: --{param.rstrip('_')} {given[param]} differs from the run's {request[key]}; drop it or start a new run")
 
 
-def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
+def _generate_into(run_dir, gen, session, manifest, n, batch_size, started, ranks):
+    """Sample the run's missing indices into ``run_dir``; on several ranks, each its share of
+    the batches (``condgen.distributed``), rank 0 keeping the manifest and finishing the run."""
     from condgen.generators import finalize
 
     writer = session.writer
-    done = run_dir.finished_indices(writer.extension, n)
-    todo = {i for i in range(n) if i not in done}
-    fresh: dict[int, tuple] = {}
+    if ranks.main and batch_size is None:
+        batch_size = max(len(b) for b in session.plan(range(n)))  # rank 0's memory budget decides for all
+    batch_size = ranks.broadcast(batch_size)
     # A resumed run samples the uninterrupted run's batches (same size, same members) and
     # writes only their missing samples, so even batch-dependent float rounding comes out
-    # as it would have: the files are byte for byte those of an uninterrupted run.
+    # as it would have: the files are byte for byte those of an uninterrupted run. The same
+    # holds across ranks: they share the batches out, never re-cut them.
     grid = session.plan(range(n), batch_size)
-    manifest.update(status="running", completed=len(done), n=n, batch_size=max(len(b) for b in grid))
-    run_dir.write_manifest(manifest)
-
+    if ranks.main:
+        done = run_dir.finished_indices(writer.extension, n)
+        manifest.update(status="running", completed=len(done), n=n, batch_size=max(len(b) for b in grid))
+        if ranks.sharded:
+            manifest["ranks"] = ranks.size
+        run_dir.write_manifest(manifest)
+    ranks.gather(None)  # the directory and manifest exist before any rank looks at them
+    done = run_dir.finished_indices(writer.extension, n)
+    todo = {i for i in range(n) if i not in done}
+    mine = ranks.share([b for b in grid if todo.intersection(b)])
+    fresh: dict[int, tuple] = {}
+    outcome = None
     try:
-        with _sigterm_interrupts(), _progress() as bar:
+        with _sigterm_interrupts(), (_progress() if ranks.main else _NoProgress()) as bar:
             task = bar.add_task(f"{gen.name} · {session.sampler_name} · {session.steps} steps", total=n, completed=len(done))
-            for batch_indices in (b for b in grid if todo.intersection(b)):
+            for batch_indices in mine:
                 share = len(todo.intersection(batch_indices)) / len(batch_indices)
-                batch = session.sample(batch_indices, progress=lambda amount, share=share: bar.advance(task, amount * share))
+                batch = session.sample(batch_indices, progress=lambda amount, share=share: bar.advance(task, amount * share * ranks.size))
                 for index, sample, condition in zip(batch.indices, batch.samples, batch.conditions):
                     if index not in todo:  # finished before the interruption: its file stays as it is
                         continue
                     writer.write(sample, run_dir.sample_path(index, writer.extension))
                     fresh[index] = (sample, condition)
-                bar.update(task, completed=len(done) + len(fresh))
-                manifest.update(completed=len(done) + len(fresh), nfe=session.nfe, timings=session.timings(len(fresh), time.perf_counter() - started))
-                run_dir.write_manifest(manifest)
+                if ranks.main:
+                    completed = len(done) + len(fresh) if not ranks.sharded else len(run_dir.finished_indices(writer.extension, n))
+                    bar.update(task, completed=completed)
+                    manifest.update(completed=completed, nfe=session.nfe, timings=session.timings(len(fresh), time.perf_counter() - started))
+                    run_dir.write_manifest(manifest)
     except BaseException as exc:
-        # Count the files on disk: the signal may land between a batch's sample files
-        # (each written atomically, so whole) and the manifest update that counts them.
-        finished = len(run_dir.finished_indices(writer.extension, n))
-        if isinstance(exc, KeyboardInterrupt):
-            manifest.update(completed=finished, status="interrupted", error=_first_line(exc))
-            run_dir.write_manifest(manifest)
-            raise Interrupted(f"interrupted after {finished}/{n} samples; finish with: core generate --resume --out {run_dir.path}") from None
-        failure = exc if isinstance(exc, CondgenError) or not isinstance(exc, Exception) else StepFailed("sampling", exc, _kept_advice(run_dir, finished, n))
-        manifest.update(completed=finished, status="failed", error=getattr(failure, "summary", None) or _first_line(exc))
-        run_dir.write_manifest(manifest)
-        if isinstance(exc, PluginFault):
-            raise exc.with_advice(_kept_advice(run_dir, finished, n)) from exc.__cause__
-        if failure is exc:
-            raise
-        raise failure from exc
+        outcome = exc
+    if ranks.sharded:
+        outcome = _ranks_outcome(ranks, outcome, run_dir, n)
+    if outcome is not None:
+        _record_failure(outcome, run_dir, manifest, n, writer, ranks)
+    if not ranks.main:
+        return [], []
     indices = list(range(n))
     samples, conditions = [], []
     for i in indices:
@@ -533,6 +566,74 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started):
     return samples, conditions
 
 
+class _NoProgress:
+    """The bar of a rank other than 0: it draws nothing (rank 0's bar counts every rank's files)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def advance(self, *args):
+        pass
+
+    def update(self, *args, **kwargs):
+        pass
+
+
+class RankFailed(CondgenError):
+    """Another rank of a sharded run failed or was lost; its line says what happened."""
+
+
+def _ranks_outcome(ranks, outcome, run_dir, n):
+    """How the sharded run ended, the same on every rank that is still there: this rank's
+    own error first, else the first failed rank's, else a lost rank's."""
+    from condgen.distributed import RankLost
+
+    line = None if outcome is None else ("interrupted" if isinstance(outcome, KeyboardInterrupt) else getattr(outcome, "summary", None) or _first_line(outcome))
+    try:
+        reports = ranks.gather(line)
+    except RankLost as lost:
+        reports = [f"a rank was lost ({lost})"]
+    if outcome is not None:
+        return outcome
+    for rank, report in enumerate(reports):
+        if report == "interrupted":
+            return KeyboardInterrupt()
+        if report is not None:
+            return RankFailed(f"rank {rank}: {report}" if len(reports) > 1 else report)
+    return None
+
+
+def _record_failure(exc, run_dir, manifest, n, writer, ranks):
+    """Rank 0 marks the run interrupted or failed, counting the files on disk (a signal may
+    land between a batch's sample files, each whole, and the manifest update that counts
+    them); every rank then raises its one line."""
+    finished = len(run_dir.finished_indices(writer.extension, n))
+    lost = isinstance(exc, RankFailed) and "a rank was lost" in str(exc)
+    if isinstance(exc, KeyboardInterrupt) or lost:
+        if ranks.main:
+            manifest.update(completed=finished, status="interrupted", error=_first_line(exc))
+            run_dir.write_manifest(manifest)
+        what = _first_line(exc) if lost else "interrupted"
+        raise Interrupted(f"{what} after {finished}/{n} samples; finish with: core generate --resume --out {run_dir.path}") from None
+    failure = exc if isinstance(exc, CondgenError) or not isinstance(exc, Exception) else StepFailed("sampling", exc, _kept_advice(run_dir, finished, n))
+    if ranks.main:
+        manifest.update(completed=finished, status="failed", error=getattr(failure, "summary", None) or _first_line(exc))
+        run_dir.write_manifest(manifest)
+    if isinstance(exc, PluginFault):
+        raise exc.with_advice(_kept_advice(run_dir, finished, n)) from exc.__cause__
+    if isinstance(exc, RankFailed):
+        raise RankFailed(f"{exc}; {_kept_advice(run_dir, finished, n)}") from None
+    if failure is exc:
+        raise exc
+    raise failure from exc
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -544,6 +645,22 @@ def _kept_advice(run_dir, finished: int, n: int) -> str:
 
 class Interrupted(CondgenError):
     exit_code = 130
+
+
+class Launched(Exception):
+    """``--nproc``'s ranks ended with this exit code; each already said why."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+_INVOCATION: list[str] = []
+
+
+def _invocation_args() -> list[str]:
+    """The command line of this ``main`` call (``--nproc`` hands it on to its ranks)."""
+    return list(_INVOCATION)
 
 
 @contextlib.contextmanager
@@ -733,9 +850,12 @@ def info(as_json):
 def main(argv=None) -> int:
     """Run the CLI; turn every user error into one line on stderr and an exit code."""
     debug = os.environ.get("CONDGEN_DEBUG", "") not in ("", "0")
+    _INVOCATION[:] = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
         cli.main(args=argv, prog_name="core", standalone_mode=False)
         return 0
+    except Launched as exc:
+        return exc.code
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:

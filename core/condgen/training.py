@@ -1,4 +1,5 @@
-"""Small pieces that every plugin's training loop needs: a wall-clock budget and the EMA.
+"""Small pieces that every plugin's training loop needs: a wall-clock budget, the EMA and
+data-parallel training over torch.distributed ranks.
 
 A run given "S seconds" (a lent GPU, a CI slot) should end its learning-rate schedule
 when the time does, not be cut off halfway down the cosine. ``BudgetPlan`` times a
@@ -14,13 +15,30 @@ time anyway::
         if plan.spent():
             total = step  # save and stop
 
-Nothing here imports torch at module level except ``ema_update``'s fused kernel.
+Under torchrun (or any launcher that sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT)
+``DataParallel`` wraps the model in DistributedDataParallel, so gradients are averaged
+across ranks at each step and every rank holds the same weights; without those variables
+it is a world of one and changes nothing::
+
+    parallel = DataParallel(device)
+    model = parallel.wrap(model)
+    for step in ...:
+        batch = data[parallel.shard(batch_indices)]   # this rank's part of the global batch
+        loss = ...; loss.backward(); optimiser.step()
+        progress(step, total, loss=parallel.mean(loss))
+    if parallel.main:
+        save_checkpoint(...)
+    parallel.close()
+
+Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Callable
+
+from condgen.distributed import Ranks
 
 
 class BudgetPlan:
@@ -81,3 +99,56 @@ def ema_update(ema_parameters: list, parameters: list, decay: float) -> None:
 
     with torch.no_grad():
         torch._foreach_lerp_(ema_parameters, parameters, 1.0 - decay)
+
+
+class DataParallel:
+    """Data-parallel training on the ranks torchrun started: DDP over gloo on the CPU and
+    NCCL on GPUs, the data sharded by rank, only rank 0 writing files. A plain process is
+    a world of one, for which every method is the identity."""
+
+    def __init__(self, device: str = "cpu", environ=None):
+        self.ranks = Ranks(environ)
+        self.device = self.ranks.device(device)
+        backend = "nccl" if self.device.startswith("cuda") else "gloo"
+        self.ranks.start(backend)
+
+    @property
+    def main(self) -> bool:
+        return self.ranks.main
+
+    @property
+    def size(self) -> int:
+        return self.ranks.size
+
+    def wrap(self, model):
+        """The model as DistributedDataParallel on several ranks (its parameters are made
+        equal to rank 0's), else the model itself; ``unwrap`` gives the module back."""
+        if not self.ranks.sharded:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda:") else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    @staticmethod
+    def unwrap(model):
+        return getattr(model, "module", model)
+
+    def shard(self, items):
+        """This rank's part of a global batch (every size-th item from its rank on)."""
+        return items[self.ranks.rank :: self.ranks.size]
+
+    def mean(self, value) -> float:
+        """The mean over ranks of a scalar (a loss, for the progress bar and the logs)."""
+        value = float(value)
+        if not self.ranks.sharded:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return float(tensor) / self.ranks.size
+
+    def close(self) -> None:
+        self.ranks.close()

@@ -83,7 +83,7 @@ class ToyGenerator(condgen.Generator):
 
         if dataset not in (None, "ring8"):
             raise condgen.UsageError(f"toy trains on ring8 only, not {dataset!r}")
-        return train(Path(out), seed=seed, progress=progress)
+        return train(Path(out), seed=seed, steps=steps, progress=progress)
 
 
 class ToyEnergyGenerator(ToyGenerator):

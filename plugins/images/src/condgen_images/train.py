@@ -132,19 +132,30 @@ def drop_labels(cond: dict, rate: float, gen: torch.Generator) -> dict:
 # -- losses ----------------------------------------------------------------------------------
 
 
-def dit_loss(model: DiT, x0: torch.Tensor, cond: dict, gen: torch.Generator) -> torch.Tensor:
+def dit_loss(model: DiT, x0: torch.Tensor, cond: dict, gen: torch.Generator, rows=None, forward=None) -> torch.Tensor:
     """||f_theta(alpha x0 + sigma eps, t, c) - target||^2, t ~ U[t_min, 1]; the target is eps
     or v = alpha eps - sigma x0 (Salimans & Ho 2022), as the model declares.
 
     v weights the eps error by 1 / alpha^2: at high noise, where the class is decided and
-    the eps error is nearly zero whatever the label, v still asks for the class's image."""
+    the eps error is nearly zero whatever the label, v still asks for the class's image.
+    The noise is drawn for the whole batch and ``rows`` (a data-parallel rank's share) then
+    taken, so the generator's state does not depend on the number of ranks; ``forward`` is
+    the model to call (its DDP wrapper)."""
     t = T_MIN + (1 - T_MIN) * torch.rand(x0.shape[0], generator=gen)
     eps = torch.randn(x0.shape, generator=gen)
+    x0, t, eps, cond = _rows(rows, x0, t, eps, cond)
     shape = (-1,) + (1,) * (x0.dim() - 1)
     alpha, sigma = model.path.alpha(t).reshape(shape), model.path.sigma(t).reshape(shape)
     x_t = alpha * x0 + sigma * eps
     target = eps if model.prediction == "eps" else alpha * eps - sigma * x0
-    return F.mse_loss(model(x_t, t, cond), target)
+    return F.mse_loss((forward or model)(x_t, t, cond), target)
+
+
+def _rows(rows, *tensors):
+    """Each tensor (or dict of tensors) cut to ``rows``; all of it when ``rows`` is None."""
+    if rows is None:
+        return tensors
+    return tuple({k: v[rows.to(v.device)] for k, v in t.items()} if isinstance(t, dict) else t[rows.to(t.device)] for t in tensors)
 
 
 def mask_tokens(tokens: torch.Tensor, mask_id: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,11 +170,18 @@ def mask_tokens(tokens: torch.Tensor, mask_id: int, gen: torch.Generator) -> tup
     return torch.where(mask, mask_id, flat).reshape(tokens.shape), mask.reshape(tokens.shape)
 
 
-def maskgit_loss(model: MaskGIT, tokens: torch.Tensor, cond: dict, gen: torch.Generator, smoothing: float = 0.1) -> torch.Tensor:
-    """Cross-entropy on the masked positions (label smoothing 0.1 as in MaskGIT)."""
+def maskgit_loss(model: MaskGIT, tokens: torch.Tensor, cond: dict, gen: torch.Generator, rows=None, forward=None, smoothing: float = 0.1) -> torch.Tensor:
+    """Cross-entropy on the masked positions (label smoothing 0.1 as in MaskGIT); ``rows``
+    and ``forward`` as for ``dit_loss``."""
     inputs, mask = mask_tokens(tokens, model.mask_id, gen)
-    logits = model(inputs, cond)
-    return F.cross_entropy(logits[mask], tokens[mask], label_smoothing=smoothing)
+    if rows is None:
+        return F.cross_entropy((forward or model)(inputs, cond)[mask], tokens[mask], label_smoothing=smoothing)
+    # a rank's share of the batch's masked positions is not its share of the rows: divide the
+    # rank's sum by the batch's count (times the ranks DDP averages over) for the batch's mean
+    masked, ranks = mask.sum(), tokens.shape[0] / len(rows)
+    tokens, inputs, mask, cond = _rows(rows, tokens, inputs, mask, cond)
+    logits = (forward or model)(inputs, cond)
+    return F.cross_entropy(logits[mask], tokens[mask], label_smoothing=smoothing, reduction="sum") * ranks / masked
 
 
 def loss_for(config: dict) -> Callable:
@@ -227,6 +245,14 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     if recipe.batch <= 0 or total <= 0:
         raise condgen.UsageError("steps and batch size must be positive")
     config = model_config(recipe, **(arch or {}))
+    parallel = condgen.DataParallel(device)  # DDP under torchrun; a world of one otherwise
+    try:
+        return _train(recipe, out, config, parallel, total=total, seed=seed, resume=resume, device=parallel.device, progress=progress, train_data=train_data)
+    finally:
+        parallel.close()
+
+
+def _train(recipe, out, config, parallel, *, total, seed, resume, device, progress, train_data) -> dict:
     torch.manual_seed(seed)
     model = build(config).to(device)
     ema = copy.deepcopy(model).eval()
@@ -244,12 +270,15 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     block: list[float] = []
     started = time.perf_counter()
     model.train()
+    trained = parallel.wrap(model)
+    mine = parallel.shard(torch.arange(recipe.batch)) if parallel.size > 1 else None  # this rank's rows of each batch
+    sha = None
     for step in range(start, total):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe, total)
         index = torch.randint(targets.shape[0], (recipe.batch,), generator=gen)
         cond = drop_labels({k: v[index] for k, v in conds.items()}, recipe.drop, gen)
-        loss = loss_fn(model, targets[index].to(device), {k: v.to(device) for k, v in cond.items()}, gen)
+        loss = loss_fn(model, targets[index].to(device), {k: v.to(device) for k, v in cond.items()}, gen, rows=mine, forward=trained)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -260,9 +289,9 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
                 p_ema.lerp_(p, 1 - decay)
         block.append(float(loss.detach()))
         if len(block) == 50 or step == total - 1:
-            losses.append(sum(block) / len(block))
+            losses.append(parallel.mean(sum(block) / len(block)))  # over ranks: every rank joins
             block = []
-        if progress is not None:
+        if progress is not None and parallel.main:
             progress(step + 1, total, loss=block[-1] if block else losses[-1])
         if (step + 1) % recipe.save_every == 0 or step == total - 1:
             summary = {
@@ -271,7 +300,8 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
                 "seconds": round(summary.get("seconds", 0.0) + time.perf_counter() - started, 1),
             }
             started = time.perf_counter()
-            sha = _save_state(out, model, ema, opt, step + 1, gen, config, recipe.generator, summary)
+            if parallel.main:  # one writer; every rank holds the same weights
+                sha = _save_state(out, model, ema, opt, step + 1, gen, config, recipe.generator, summary)
     return {
         "checkpoint": str(out), "sha256": sha, "generator": recipe.generator, "steps": total, "resumed_from": start,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,

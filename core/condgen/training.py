@@ -138,6 +138,19 @@ class DataParallel:
         """This rank's part of a global batch (every size-th item from its rank on)."""
         return items[self.ranks.rank :: self.ranks.size]
 
+    @staticmethod
+    def take(rows, *tensors) -> tuple:
+        """Each tensor (or dict of tensors) cut to ``rows`` (a rank's share, from ``shard``);
+        unchanged when ``rows`` is None. A loss draws its noise for the whole batch and then
+        takes its rows, so the random stream does not depend on the number of ranks."""
+        if rows is None:
+            return tensors
+        return tuple({k: v[rows.to(v.device)] for k, v in t.items()} if isinstance(t, dict) else t[rows.to(t.device)] for t in tensors)
+
+    def broadcast(self, value):
+        """Rank 0's ``value`` on every rank (a decision all ranks must share: a budget's step count)."""
+        return self.ranks.broadcast(value)
+
     def mean(self, value) -> float:
         """The mean over ranks of a scalar (a loss, for the progress bar and the logs)."""
         value = float(value)

@@ -127,25 +127,29 @@ def denormalise_mel(x: torch.Tensor, stats: dict) -> torch.Tensor:
 # -- losses --------------------------------------------------------------------------------
 
 
-def diffwave_loss(model: DiffWave, x0: torch.Tensor, cond: dict, gen: torch.Generator) -> torch.Tensor:
+def diffwave_loss(model: DiffWave, x0: torch.Tensor, cond: dict, gen: torch.Generator, rows=None, forward=None) -> torch.Tensor:
     """Algorithm 1 of the paper: s ~ U{1..T}, L2 between eps and eps_theta.
 
-    ``gen`` lives on ``x0``'s device (noise is drawn where the model runs)."""
+    ``gen`` lives on ``x0``'s device (noise is drawn where the model runs). Under torchrun
+    the noise is drawn for the whole batch and this rank's ``rows`` taken; ``forward`` is
+    the model to call (its DDP wrapper)."""
     path = model.path
     s = torch.randint(1, path.train_steps + 1, (x0.shape[0],), generator=gen, device=x0.device)
-    alpha = torch.as_tensor(path.knots, dtype=torch.float32, device=x0.device)[s][:, None, None]
     eps = torch.randn(x0.shape, generator=gen, device=x0.device)
+    x0, s, eps, cond = condgen.DataParallel.take(rows, x0, s, eps, cond)
+    alpha = torch.as_tensor(path.knots, dtype=torch.float32, device=x0.device)[s][:, None, None]
     x_s = alpha * x0 + torch.sqrt(1 - alpha**2) * eps
-    return F.mse_loss(model(x_s, s.float() / path.train_steps, cond).float(), eps)
+    return F.mse_loss((forward or model)(x_s, s.float() / path.train_steps, cond).float(), eps)
 
 
-def mel_loss(model: MelDenoiser, x0: torch.Tensor, cond: dict, gen: torch.Generator) -> torch.Tensor:
-    """v-prediction L2 on the VP path, t ~ U[t_min, 1]."""
+def mel_loss(model: MelDenoiser, x0: torch.Tensor, cond: dict, gen: torch.Generator, rows=None, forward=None) -> torch.Tensor:
+    """v-prediction L2 on the VP path, t ~ U[t_min, 1]; ``rows`` and ``forward`` as for ``diffwave_loss``."""
     t = T_MIN + (1 - T_MIN) * torch.rand(x0.shape[0], generator=gen, device=x0.device)
     eps = torch.randn(x0.shape, generator=gen, device=x0.device)
+    x0, t, eps, cond = condgen.DataParallel.take(rows, x0, t, eps, cond)
     alpha, sigma = model.path.alpha(t)[:, None, None].float(), model.path.sigma(t)[:, None, None].float()
     target = eps if model.prediction == "eps" else alpha * eps - sigma * x0
-    return F.mse_loss(model(alpha * x0 + sigma * eps, t, cond).float(), target)
+    return F.mse_loss((forward or model)(alpha * x0 + sigma * eps, t, cond).float(), target)
 
 
 def drop_labels(label: torch.Tensor, rate: float, gen: torch.Generator) -> torch.Tensor:
@@ -235,10 +239,19 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     On CUDA the data lives on the GPU, noise comes from a CUDA generator and the direct
     waveform model runs under bf16 autocast (the loss in float32).
     """
-    out = Path(out)
-    total = steps or recipe.steps
-    if recipe.batch <= 0 or total <= 0:
+    if recipe.batch <= 0 or (steps or recipe.steps) <= 0:
         raise condgen.UsageError("steps and batch size must be positive")
+    parallel = condgen.DataParallel(str(device))  # DDP under torchrun; a world of one otherwise
+    try:
+        return _train(recipe, Path(out), parallel, steps=steps, seed=seed, resume=resume, device=parallel.device, progress=progress, arch=arch,
+                      train_data=train_data, snapshots=snapshots, budget_s=budget_s, state_dir=state_dir, snapshot_dir=snapshot_dir,
+                      snapshot_fractions=snapshot_fractions)
+    finally:
+        parallel.close()
+
+
+def _train(recipe, out, parallel, *, steps, seed, resume, device, progress, arch, train_data, snapshots, budget_s, state_dir, snapshot_dir, snapshot_fractions):
+    total = steps or recipe.steps
     device = torch.device(device)
     dataset = train_data or training_data("train")
     config = model_config(recipe, dataset, **(arch or {}))
@@ -269,13 +282,15 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     sha = None
     ema_params, model_params = list(ema.parameters()), list(model.parameters())
     model.train()
+    trained = parallel.wrap(model)
+    mine = parallel.shard(torch.arange(recipe.batch)) if parallel.size > 1 else None  # this rank's rows of each batch
     step = start
     while step < total:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe, total)
         x0, cond = batch_for(recipe, config, dataset, gen)
         with autocast:
-            loss = loss_fn(model, x0, cond, noise)
+            loss = loss_fn(model, x0, cond, noise, rows=mine, forward=trained)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -289,14 +304,16 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
             total = plan.after(step) or total
             if plan.spent():
                 total = step
+            if parallel.size > 1:
+                total = parallel.broadcast(total)  # rank 0's clock decides: the ranks stop together
         if len(block) == 50 or step == total:
-            losses.append(float(torch.stack(block).mean()))
+            losses.append(parallel.mean(torch.stack(block).mean()))  # over ranks: every rank joins
             block = []
-        if progress is not None:
+        if progress is not None and parallel.main:
             progress(step, total, loss=losses[-1] if losses else float("nan"))  # block means only: no sync per step
         snapshot_due = step in snapshots or bool(snapshot_times and elapsed >= snapshot_times[0]) or bool(snapshot_fractions and step == total)
         save_due = step % recipe.save_every == 0 or step == total or (device.type != "cpu" and time.perf_counter() - last_save > 60)
-        if save_due or snapshot_due:
+        if (save_due or snapshot_due) and parallel.main:  # one writer; every rank holds the same weights
             summary = {"generator": recipe.generator, "model": recipe.model, "steps": step, "batch": recipe.batch, "seed": seed,
                        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
                        "loss_curve": [round(v, 5) for v in losses], "seconds": round(summary.get("seconds", 0.0) + time.perf_counter() - started, 1)}

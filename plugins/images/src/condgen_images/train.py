@@ -143,19 +143,13 @@ def dit_loss(model: DiT, x0: torch.Tensor, cond: dict, gen: torch.Generator, row
     the model to call (its DDP wrapper)."""
     t = T_MIN + (1 - T_MIN) * torch.rand(x0.shape[0], generator=gen)
     eps = torch.randn(x0.shape, generator=gen)
-    x0, t, eps, cond = _rows(rows, x0, t, eps, cond)
+    x0, t, eps, cond = condgen.DataParallel.take(rows, x0, t, eps, cond)
     shape = (-1,) + (1,) * (x0.dim() - 1)
     alpha, sigma = model.path.alpha(t).reshape(shape), model.path.sigma(t).reshape(shape)
     x_t = alpha * x0 + sigma * eps
     target = eps if model.prediction == "eps" else alpha * eps - sigma * x0
     return F.mse_loss((forward or model)(x_t, t, cond), target)
 
-
-def _rows(rows, *tensors):
-    """Each tensor (or dict of tensors) cut to ``rows``; all of it when ``rows`` is None."""
-    if rows is None:
-        return tensors
-    return tuple({k: v[rows.to(v.device)] for k, v in t.items()} if isinstance(t, dict) else t[rows.to(t.device)] for t in tensors)
 
 
 def mask_tokens(tokens: torch.Tensor, mask_id: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +173,7 @@ def maskgit_loss(model: MaskGIT, tokens: torch.Tensor, cond: dict, gen: torch.Ge
     # a rank's share of the batch's masked positions is not its share of the rows: divide the
     # rank's sum by the batch's count (times the ranks DDP averages over) for the batch's mean
     masked, ranks = mask.sum(), tokens.shape[0] / len(rows)
-    tokens, inputs, mask, cond = _rows(rows, tokens, inputs, mask, cond)
+    tokens, inputs, mask, cond = condgen.DataParallel.take(rows, tokens, inputs, mask, cond)
     logits = (forward or model)(inputs, cond)
     return F.cross_entropy(logits[mask], tokens[mask], label_smoothing=smoothing, reduction="sum") * ranks / masked
 

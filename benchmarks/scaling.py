@@ -4,7 +4,7 @@
 
 - memory: peak resident memory of ``core generate --plugin toy --steps 4`` for n = 1,000
   and n = 100,000, each in a fresh process (``getrusage`` of the child);
-- ranks: wall time of the same toy run (n = 2,000, 50 steps, batch 100) as one process and
+- ranks: wall time of a toy run (n = 20,000, 50 steps, batch 500) as one process and
   as ``--nproc 2``, and whether the two runs' sample files and samples.csv are byte
   identical.
 
@@ -64,7 +64,7 @@ def main():
     parser.add_argument("--n-large", type=int, default=100_000)
     args = parser.parse_args()
     memory = {n: measure_memory(n) for n in (1000, args.n_large)}
-    toy = ["generate", "--plugin", "toy", "-n", "2000", "--steps", "50", "-b", "100"]
+    toy = ["generate", "--plugin", "toy", "-n", "20000", "--steps", "50", "-b", "500"]
     with tempfile.TemporaryDirectory() as tmp:
         one = run([*toy, "--out", f"{tmp}/one"])
         two = run([*toy, "--out", f"{tmp}/two", "--nproc", "2"])
@@ -86,7 +86,7 @@ def main():
             f"| peak RSS, toy n = 1,000 (4 steps) | {memory[1000]} MiB |",
             f"| peak RSS, toy n = {args.n_large:,} (4 steps) | {memory[args.n_large]} MiB |",
             f"| ratio (target <= 1.2) | {results['memory_ratio']} |",
-            f"| toy n = 2,000, 50 steps: one process | {one:.1f} s |",
+            f"| toy n = 20,000, 50 steps, batch 500: one process | {one:.1f} s |",
             f"| the same, `--nproc 2` (gloo) | {two:.1f} s (speed-up {one / two:.2f}x) |",
             f"| sample files and samples.csv byte-identical | {'yes' if identical else 'NO'} |",
         ])

@@ -189,3 +189,23 @@ def test_ddp_training_keeps_the_ranks_weights_identical_and_equals_one_process(t
     sharded, single = (condgen.load_checkpoint(d / "toy.safetensors").tensors for d in (two, one))
     for name in single:
         torch.testing.assert_close(sharded[name], single[name], rtol=1e-9, atol=1e-9)
+
+
+def test_a_run_past_the_in_memory_limit_ends_with_the_same_files(core, tmp_path, monkeypatch):
+    """Past KEEP_IN_MEMORY the samples are read back from their files for the collection and
+    preview (flat memory at any n): the files are those of a run that held them all."""
+    import condgen.outputs
+
+    args = ["generate", "--plugin", "toy", "-n", "40", "--steps", "4", "-b", "8", "-c", "component=north,west"]
+    assert core(*args, "--out", tmp_path / "held")[0] == 0
+    monkeypatch.setattr(condgen.outputs, "KEEP_IN_MEMORY", 8)
+    read = []
+    original = condgen.outputs.CsvWriter.read
+    monkeypatch.setattr(condgen.outputs.CsvWriter, "read", lambda self, path: read.append(path) or original(self, path))
+    assert core(*args, "--out", tmp_path / "streamed")[0] == 0
+    assert len(read) >= 2 * 32  # the 32 samples past the limit, once for samples.csv and once for the preview
+    held, streamed = (tmp_path / "held", tmp_path / "streamed")
+    for name in ("samples.csv", "scatter.png"):
+        assert (held / name).read_bytes() == (streamed / name).read_bytes(), name
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in (held, streamed)]
+    assert manifests[0]["samples"] == manifests[1]["samples"] and manifests[1]["status"] == "complete"

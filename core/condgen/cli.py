@@ -502,6 +502,7 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started, rank
     """Sample the run's missing indices into ``run_dir``; on several ranks, each its share of
     the batches (``condgen.distributed``), rank 0 keeping the manifest and finishing the run."""
     from condgen.generators import finalize
+    from condgen.outputs import KEEP_IN_MEMORY, LazySequence
 
     writer = session.writer
     if ranks.main and batch_size is None:
@@ -534,7 +535,7 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started, rank
                     if index not in todo:  # finished before the interruption: its file stays as it is
                         continue
                     writer.write(sample, run_dir.sample_path(index, writer.extension))
-                    fresh[index] = (sample, condition)
+                    fresh[index] = (sample, condition) if len(fresh) < KEEP_IN_MEMORY else None  # past it: read back at the end
                 if ranks.main:
                     completed = len(done) + len(fresh) if not ranks.sharded else len(run_dir.finished_indices(writer.extension, n))
                     bar.update(task, completed=completed)
@@ -549,14 +550,17 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started, rank
     if not ranks.main:
         return [], []
     indices = list(range(n))
-    samples, conditions = [], []
-    for i in indices:
-        if i in fresh:
-            sample, condition = fresh[i]
-        else:
-            sample, condition = writer.read(run_dir.sample_path(i, writer.extension)), gen.conditions.per_sample(session.conditions, i)
-        samples.append(sample)
-        conditions.append(condition)
+
+    def sample_of(i):
+        return fresh[i][0] if fresh.get(i) is not None else writer.read(run_dir.sample_path(i, writer.extension))
+
+    def condition_of(i):
+        return fresh[i][1] if fresh.get(i) is not None else gen.conditions.per_sample(session.conditions, i)
+
+    if n <= KEEP_IN_MEMORY:
+        samples, conditions = [sample_of(i) for i in indices], [condition_of(i) for i in indices]
+    else:  # flat memory at any n: the collection writers and the preview read them one by one
+        samples, conditions = LazySequence(indices, sample_of), LazySequence(indices, condition_of)
     manifest["timings"] = session.timings(len(fresh), time.perf_counter() - started)
     manifest.pop("error", None)
     try:

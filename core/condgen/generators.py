@@ -623,10 +623,11 @@ def finalize(run_dir, writer, generator: Generator, indices, samples, conditions
 
     An error in either step is recorded in the manifest and raised: the preview's as its
     plugin's (``PluginFault``), the collection files' as ``StepFailed`` naming the step (a
-    ``CondgenError`` raised on purpose passes through)."""
+    ``CondgenError`` raised on purpose passes through). Returns the manifest written,
+    without its per-sample list (streamed to the file, as the samples may be read lazily)."""
     steps = (
-        (f"writing the {writer.format} collection files", lambda: writer.write_collection(run_dir.path, list(indices), list(samples))),
-        ("preview", lambda: generator.preview(run_dir.path, list(indices), list(samples), list(conditions))),
+        (f"writing the {writer.format} collection files", lambda: writer.write_collection(run_dir.path, list(indices), _held(samples))),
+        ("preview", lambda: generator.preview(run_dir.path, list(indices), _held(samples), _held(conditions))),
     )
     files = []
     for step, write in steps:
@@ -644,18 +645,19 @@ def finalize(run_dir, writer, generator: Generator, indices, samples, conditions
                 raise
             raise failure from exc
     schema = generator.conditions
-    manifest = {
-        **manifest,
-        "status": "complete",
-        "completed": len(indices),
-        "files": files,
-        "samples": [
-            {"index": i, "file": str(run_dir.sample_path(i, writer.extension).relative_to(run_dir.path)), "condition": schema.display(c)}
-            for i, c in zip(indices, conditions)
-        ],
-    }
-    run_dir.write_manifest(manifest)
+    manifest = {**manifest, "status": "complete", "completed": len(indices), "files": files}
+    entries = ({"index": i, "file": str(run_dir.sample_path(i, writer.extension).relative_to(run_dir.path)), "condition": schema.display(c)}
+               for i, c in zip(indices, conditions))
+    run_dir.write_manifest(manifest, samples=entries)  # streamed: a run of any n
     return manifest
+
+
+def _held(items):
+    """A list of the items (each step gets its own), or a ``LazySequence`` as it is: a large
+    run's samples stay on disk until read."""
+    from condgen.outputs import LazySequence
+
+    return items if isinstance(items, LazySequence) else list(items)
 
 
 def find_generator(plugins, plugin: str, model: str | None = None) -> Generator:

@@ -14,6 +14,7 @@ import errno
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -120,8 +121,20 @@ class CsvWriter(Writer):
         return {key: parse_number(value) for key, value in row.items()}
 
     def write_collection(self, run_dir, indices, samples):
+        """samples.csv, a row at a time (a run of any n never holds the whole text)."""
         path = Path(run_dir) / "samples.csv"
-        write_text(path, self._rows_text([dict(s) for s in samples], index=indices))
+
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                writer = None
+                for index, sample in zip(indices, samples):
+                    row = dict(sample)
+                    if writer is None:
+                        writer = csv.DictWriter(handle, fieldnames=["index", *row], lineterminator="\n")
+                        writer.writeheader()
+                    writer.writerow({"index": index, **row})
+
+        atomic_write(path, write)
         return [path]
 
 
@@ -171,6 +184,31 @@ class TextWriter(Writer):
 BUILTIN_WRITERS = (NpyWriter(), CsvWriter(), JsonWriter(), PngWriter(), TextWriter())
 
 
+class LazySequence(Sequence):
+    """``read(indices[k])`` as item k, computed when asked for and not kept: how the end of
+    a run larger than ``KEEP_IN_MEMORY`` hands its samples (read back from their files) and
+    conditions to the collection writers and the preview, in flat memory."""
+
+    def __init__(self, indices, read: Callable[[int], Any]):
+        self.indices, self.read = list(indices), read
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self.read(i) for i in self.indices[k]]
+        return self.read(self.indices[k])
+
+    def __iter__(self):
+        return (self.read(i) for i in self.indices)
+
+
+#: A run keeps at most this many of its samples in memory for its collection files and
+#: preview; past it they are read back from their files (``LazySequence``) one at a time.
+KEEP_IN_MEMORY = 4096
+
+
 def parse_number(text: str):
     """int if it parses, else float, else the text itself."""
     for cast in (int, float):
@@ -180,6 +218,8 @@ def parse_number(text: str):
             pass
     return text
 
+
+_SAMPLES_HERE = "\x00condgen: the samples list goes here\x00"
 
 #: What a run's request must hold for a resume, and the type of each value.
 REQUEST_FIELDS = {
@@ -286,11 +326,35 @@ class RunDirectory:
             if problem:
                 raise OutputError(f"cannot resume {self.path}: {problem}; remove it (or start a new run) and resume again")
 
-    def write_manifest(self, manifest: dict) -> None:
-        manifest = json.loads(json.dumps(manifest, default=str))  # what a reader will see
-        if isinstance(manifest.get("request"), dict):
-            manifest["request_sha256"] = request_fingerprint(manifest["request"])
-        write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    def write_manifest(self, manifest: dict, samples=None) -> None:
+        """Write ``manifest`` (its request fingerprinted); ``samples``, an iterable of the
+        per-sample entries, is streamed into its ``samples`` list one entry at a time, so a
+        run of any n never holds the whole list or text (the bytes are those of
+        ``json.dumps`` of the full manifest)."""
+        if isinstance(manifest.get("request"), dict):  # fingerprint what a reader will see
+            request = json.loads(json.dumps(manifest["request"], default=str))
+            manifest = {**manifest, "request": request, "request_sha256": request_fingerprint(request)}
+        if samples is not None:
+            manifest = {**manifest, "samples": _SAMPLES_HERE}
+        try:
+            text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
+        except TypeError:  # keys of mixed types: let the round trip make them text first
+            text = json.dumps(json.loads(json.dumps(manifest, default=str)), indent=2, sort_keys=True)
+        if samples is None:
+            write_text(self.manifest_path, text + "\n")
+            return
+        before, after = text.split(json.dumps(_SAMPLES_HERE), 1)
+
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(before + "[")
+                empty = True
+                for entry in samples:  # as json.dumps(indent=2) lays out a list one level down
+                    handle.write(("\n" if empty else ",\n") + "\n".join("    " + line for line in json.dumps(entry, indent=2, sort_keys=True, default=str).splitlines()))
+                    empty = False
+                handle.write(("]" if empty else "\n  ]") + after + "\n")
+
+        atomic_write(self.manifest_path, write)
 
     def finished_indices(self, extension: str, n: int) -> set[int]:
         """Indices whose sample file exists: atomic writes mean they are whole."""

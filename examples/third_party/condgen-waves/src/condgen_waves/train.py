@@ -7,9 +7,12 @@ For x0 and its label from ``data.make_data``, t ~ U(T_MIN, 1) and eps ~ N(0, I):
 Labels are dropped (set to -1, "no class") with probability DROP_LABEL, so that the
 model also learns the unconditional prediction classifier-free guidance needs.
 Deterministic on a CPU: the same seed gives the same weights, bit for bit.
+Data-parallel under torchrun (``condgen.DataParallel``): every rank draws the same global
+batch, trains on its share, and DDP averages the gradients; rank 0 writes the weights.
 
     python -m condgen_waves.train [OUT]                 # the shipped weights (what `core plugin new` runs)
     core train --plugin waves --steps 2000 --out my.safetensors
+    torchrun --standalone --nproc-per-node 2 -m condgen train --plugin waves --steps 2000 --out my.safetensors
 """
 
 from __future__ import annotations
@@ -66,11 +69,21 @@ def _train(out, *, steps, seed, device, progress, resume) -> dict:
     if resume and Path(out).is_file():
         model.load_state_dict(condgen.load_checkpoint(out, generator=GENERATOR).tensors)
     model.to(device).train()
+    parallel = condgen.DataParallel(device)
+    try:
+        return _loop(out, model, parallel.wrap(model), parallel, steps=steps, seed=seed, device=parallel.device, progress=progress, started=started)
+    finally:
+        parallel.close()
+
+
+def _loop(out, model, trained, parallel, *, steps, seed, device, progress, started) -> dict:
+    """``trained`` is ``model`` itself, or ``model`` wrapped in DDP on several ranks."""
     x, labels = make_data(POINTS, seed=seed)
     rng = torch.Generator().manual_seed(seed + 1)
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1.0 - step / steps)
     broadcast = (-1,) + (1,) * len(SHAPE)
+    mine = parallel.shard(torch.arange(BATCH))  # this rank's rows of each global batch
     losses = []
     for step in range(steps):
         pick = torch.randint(len(x), (BATCH,), generator=rng)
@@ -78,24 +91,28 @@ def _train(out, *, steps, seed, device, progress, resume) -> dict:
         label[torch.rand(BATCH, generator=rng) < DROP_LABEL] = -1
         t = T_MIN + (1 - T_MIN) * torch.rand(BATCH, generator=rng)
         eps = torch.randn(x0.shape, generator=rng)
+        x0, label, t, eps = x0[mine], label[mine], t[mine], eps[mine]
         x_t = model.path.alpha(t).view(broadcast) * x0 + model.path.sigma(t).view(broadcast) * eps
-        prediction = model(x_t.to(device), t.to(device), {CONDITION: label.to(device)})
+        prediction = trained(x_t.to(device), t.to(device), {CONDITION: label.to(device)})
         loss = ((prediction - eps.to(device)) ** 2).mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         schedule.step()
         losses.append(loss.item())
-        if progress is not None and ((step + 1) % 50 == 0 or step + 1 == steps):
-            progress(step + 1, steps, loss=sum(losses[-50:]) / len(losses[-50:]))
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            recent = parallel.mean(sum(losses[-50:]) / len(losses[-50:]))  # every rank joins
+            if progress is not None and parallel.main:
+                progress(step + 1, steps, loss=recent)
     window = max(1, steps // 10)
     summary = {
         "checkpoint": str(out), "steps": steps, "seed": seed, "batch": BATCH,
         "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
     }
     config = {**model.config, "trained": {k: summary[k] for k in ("steps", "seed", "batch", "loss_last")}}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    summary["sha256"] = condgen.save_checkpoint(out, model.state_dict(), config, generator=GENERATOR)
+    if parallel.main:  # one writer
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        summary["sha256"] = condgen.save_checkpoint(out, model.state_dict(), config, generator=GENERATOR)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
 

@@ -322,15 +322,14 @@ CASES = [
           ("unsupported-suffix", "mel.txt", "unsupported file type"), ("garbage", "mel_garbage.npy", "cannot read"),
           ("missing", "missing.npy", "not found"),
       ]],
-    # mesh conditions (the shapes plugin's M-SDF round trips) and its class
+    # the shapes plugin's class, and meshes for its M-SDF round trips (core shapes-encode)
     _case("shapes-unknown-class", ["generate", "--plugin", "shapes", "-c", "shape=banana", "-n", "1"], "unknown label 'banana'", "accepted"),
-    *[_case(f"mesh-{name}", ["generate", "--plugin", "shapes", "--model", "shapes-encode", "-c", f"mesh={{tmp}}/{file}", "-n", "1"], fragment, "accepted", prepare="meshes")
+    *[_case(f"mesh-{name}", ["shapes-encode", f"{{tmp}}/{file}", "--out", "{tmp}/rt"], fragment, "accepted", prepare="meshes")
       for name, file, fragment in [
           ("missing", "none.ply", "file not found"), ("not-a-mesh", "words.ply", "not a PLY or OBJ mesh"),
           ("binary-garbage", "binary.obj", "not a PLY or OBJ mesh"), ("empty", "empty.ply", "empty"),
           ("not-closed", "open.obj", "not closed"), ("unsupported-suffix", "mesh.stl", "unsupported file type"),
       ]],
-    _case("mesh-absent", ["generate", "--plugin", "shapes", "--model", "shapes-encode", "-n", "1"], "condition 'mesh' is required"),
     _case("mel-absent", ["generate", "--plugin", "audio", "--model", "vocoder", "-n", "1"], "condition 'mel' is needed"),
     # text conditions
     _case("prompt-too-many-characters", ["generate", "--plugin", "text", "--prompt", "x" * 301], "exceeds 300"),

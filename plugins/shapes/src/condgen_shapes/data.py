@@ -6,9 +6,9 @@ chair, mug and lamp. A union (``min``) or difference (``max(a, -b)``) of exact S
 exact outside the shape and on its surface, and a bound inside it: the zero level set,
 which is what M-SDF grids sample near, is exact for every class.
 
-Every shape has random proportions and a random rotation (about the vertical y axis for
-all classes; primitives are also tilted by up to 45 degrees) and fits in the ball of
-radius ``EXTENT`` inside the cube [-1, 1]^3 that meshes are extracted from. The class is
+Every shape has random proportions and a random rotation about the vertical y axis (its
+up direction stays up, as in shape collections) and fits in the ball of radius ``EXTENT``
+inside the cube [-1, 1]^3 that meshes are extracted from. The class is
 the shape type. ``draw(n, seed, split)`` gives shapes of the ``train``, ``validation`` or
 ``test`` split: each split draws from its own random stream, so held-out shapes are never
 training shapes.
@@ -23,11 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-CONDITION = "shape"
-PRIMITIVES = ("sphere", "box", "rounded_box", "torus", "capsule", "cylinder", "cone")
-COMPOSITES = ("table", "chair", "mug", "lamp")
-CLASSES = PRIMITIVES + COMPOSITES
-EXTENT = 0.85  # every shape lies in the ball of this radius
+from condgen_shapes.classes import CLASSES, COMPOSITES, CONDITION, EXTENT, PRIMITIVES  # noqa: F401 (the names data sets share)
+
 SPLITS = ("train", "validation", "test")
 
 # -- exact SDFs of primitives, centred at the origin, axis y up ----------------------------------
@@ -209,8 +206,7 @@ def _params(label: str, rng: np.random.Generator) -> dict:
 
 def random_shape(label: str, rng: np.random.Generator) -> Shape:
     params = _params(label, rng)
-    tilt = rng.uniform(0, math.pi / 4) if label in PRIMITIVES else 0.0
-    return Shape(label, params, rotation(rng.uniform(0, 2 * math.pi), tilt, rng.uniform(0, 2 * math.pi)))
+    return Shape(label, params, rotation(rng.uniform(0, 2 * math.pi)))
 
 
 def draw(n: int, seed: int = 0, split: str = "train", label: str | None = None) -> list[Shape]:
@@ -222,6 +218,6 @@ def draw(n: int, seed: int = 0, split: str = "train", label: str | None = None) 
     return [random_shape(lab, rng) for lab in labels]
 
 
-def shapes(n: int = 2200, seed: int = 0, split: str = "train") -> list[Shape]:
+def shapes(n: int = 3300, seed: int = 0, split: str = "train") -> list[Shape]:
     """The ``procedural-shapes`` data set (``core train --dataset procedural-shapes``)."""
     return draw(n, seed, split)

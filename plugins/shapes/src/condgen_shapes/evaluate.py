@@ -180,11 +180,6 @@ def shape_metrics(generator, samples, conditions) -> dict:
     }
 
 
-def roundtrip_metrics(generator, samples, conditions) -> dict:
-    return {"watertight": float(np.mean([bool(s["watertight"]) for s in samples])),
-            "triangles": float(np.mean([len(s["triangles"]) for s in samples]))}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description="train the point-cloud classifier the shapes metrics use")
     parser.add_argument("--out", default=str(CLASSIFIER))

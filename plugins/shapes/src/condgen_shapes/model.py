@@ -119,8 +119,9 @@ class MosaicFlow(nn.Module):
 
 
 def loss(model: MosaicFlow, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Conditional flow matching: || v(x_t, t, c) - (eps - x0) ||^2, x_t = (1 - t) x0 + t eps, t ~ U(0, 1)."""
-    t = torch.rand(x0.shape[0], generator=generator)
+    """Conditional flow matching: || v(x_t, t, c) - (eps - x0) ||^2, x_t = (1 - t) x0 + t eps, with
+    t = sigmoid(N(0, 1)) (logit-normal: more of the training where the velocity is hardest)."""
+    t = torch.sigmoid(torch.randn(x0.shape[0], generator=generator))
     eps = torch.randn(x0.shape, generator=generator)
     xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * eps
     return ((model(xt, t, {"shape": labels}) - (eps - x0)) ** 2).mean()

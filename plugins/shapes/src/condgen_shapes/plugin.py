@@ -4,15 +4,12 @@ import condgen
 
 __condgen_api__ = "1.1"
 
-GENERATORS = ("shapes", "shapes-encode")
-
 
 @condgen.hookimpl
 def register_generators(register):
-    from condgen_shapes.generator import ShapesEncodeGenerator, ShapesGenerator
+    from condgen_shapes.generator import ShapesGenerator
 
     register(ShapesGenerator())
-    register(ShapesEncodeGenerator())
 
 
 @condgen.hookimpl
@@ -31,4 +28,21 @@ def register_datasets(register):
 @condgen.hookimpl
 def register_metrics(register):
     register(condgen.Metric(name="shapes3d", impl="condgen_shapes.evaluate:shape_metrics", summary="class accuracy (point-cloud classifier), watertight share, COV / MMD / 1-NNA on Chamfer distance against held-out shapes", generators=("shapes",)))
-    register(condgen.Metric(name="shapes3d-roundtrip", impl="condgen_shapes.evaluate:roundtrip_metrics", summary="watertight share and size of M-SDF round trips", generators=("shapes-encode",)))
+
+
+@condgen.hookimpl
+def register_commands(cli):
+    import click
+
+    @cli.command(name="shapes-encode")
+    @click.argument("mesh")
+    @click.option("--out", help="folder for the results (default: runs/shapes-encode-<mesh name>)")
+    @click.option("--grids", "-n", type=click.IntRange(min=1, max=4096), default=24, show_default=True, help="M-SDF grids")
+    @click.option("-k", type=click.IntRange(min=2, max=16), default=7, show_default=True, help="nodes per grid side")
+    def shapes_encode(mesh, out, grids, k):
+        """M-SDF round trip of a closed mesh (.ply / .obj): encode, decode, compare."""
+        from condgen_shapes.roundtrip import run
+
+        report = run(mesh, out, grids, k)
+        click.echo(f"{report['out']}: Chamfer {report['chamfer']:.4f}, normal consistency {report['normal_consistency']:.4f}, "
+                   f"watertight {report['watertight']}, {report['triangles']} triangles")

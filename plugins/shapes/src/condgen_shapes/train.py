@@ -1,10 +1,11 @@
 """Training the M-SDF flow model on procedural shapes (``python -m condgen_shapes.train``).
 
-Each training shape is encoded once as an M-SDF (n = 32 grids of 7^3 values), its tokens
+Each training shape is encoded once as an M-SDF (n = 24 grids of 7^3 values), its tokens
 standardised with the training set's statistics. Conditional flow matching on the
-rectified-flow path with the class dropped for a tenth of the shapes (CFG's unconditional
-branch); AdamW, warm-up then cosine learning rate, an EMA of the weights (which is what is
-saved), a wall-clock budget (15 minutes by default). The checkpoint is written atomically
+rectified-flow path, times drawn logit-normal (Esser et al. 2024), with the class dropped
+for a tenth of the shapes (CFG's unconditional branch); AdamW, warm-up then cosine
+learning rate, an EMA of the weights (which is what is saved), a wall-clock budget
+(18 minutes by default). The checkpoint is written atomically
 every few minutes, so an interrupted run leaves the last one.
 """
 
@@ -23,7 +24,7 @@ from condgen import ema_update, save_checkpoint
 from condgen_shapes import data, msdf
 from condgen_shapes.model import MosaicFlow, loss
 
-ARCH = {"grids": 32, "k": 7, "d_model": 128, "layers": 4, "heads": 4}
+ARCH = {"grids": 24, "k": 7, "d_model": 128, "layers": 4, "heads": 4}
 LABEL_DROPOUT = 0.1
 SURFACE_RESOLUTION = 48  # marching-cubes grid whose vertices (projected) are the surface points grids are placed on
 WEIGHTS = Path(__file__).parent / "weights" / "shapes.safetensors"
@@ -58,7 +59,7 @@ def validation_loss(model, x0, labels, repeats: int = 4, seed: int = 1) -> float
         return sum(float(loss(model, x0, labels, generator)) for _ in range(repeats)) / repeats
 
 
-def train(out: Path, *, seconds: float = 900.0, steps: int | None = None, shapes: int = 4400, batch_size: int = 64, lr: float = 1e-3,
+def train(out: Path, *, seconds: float = 1080.0, steps: int | None = None, shapes: int = 3300, batch_size: int = 48, lr: float = 1e-3,
           seed: int = 0, arch: dict | None = None, progress=None, log=print) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches on a shared 2-core machine
@@ -92,7 +93,7 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
             break
         fraction = step / steps if steps is not None else elapsed / seconds
         for group in optimiser.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+            group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
         pick = torch.randint(len(x0), (batch_size,), generator=generator)
         y = labels[pick].clone()
         y[torch.rand(batch_size, generator=generator) < LABEL_DROPOUT] = -1
@@ -101,7 +102,7 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
-        ema_update(list(ema.parameters()), list(model.parameters()), 0.999 if step > 1000 else 0.99)
+        ema_update(list(ema.parameters()), list(model.parameters()), 0.995 if step > 500 else 0.98)
         losses.append(float(value.detach()))
         step += 1
         if progress is not None and step % 25 == 0:
@@ -121,9 +122,9 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(WEIGHTS))
-    parser.add_argument("--seconds", type=float, default=900.0)
+    parser.add_argument("--seconds", type=float, default=1080.0)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--shapes", type=int, default=4400)
+    parser.add_argument("--shapes", type=int, default=3300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -133,7 +134,7 @@ def main(argv=None):
 
         def progress(done, total, **scalars):
             if "loss" in scalars:
-                bar.update(task, description="training", total=total, completed=done, loss=f"loss {scalars['loss']:.4f}")
+                bar.update(task, description="training", total=total or args.steps, completed=done, loss=f"loss {scalars['loss']:.4f}")
             else:
                 bar.update(task, total=total, completed=done)
 

@@ -60,7 +60,7 @@ def main(argv=None):
     rows.append({"n": None, "k": None, "parameters": None, "chamfer": float(np.mean([e[0] for e in exact])), "normal_consistency": float(np.mean([e[1] for e in exact]))})
     print(rows[-1], flush=True)
     for k in (3, 5, 7):
-        for n in (8, 16, 32, 64):
+        for n in (8, 16, 24, 48):
             started = time.perf_counter()
             scores = []
             for s, t in zip(shapes, truths):

@@ -37,7 +37,7 @@ class ShapesGenerator(condgen.Generator):
         if list(config.get("classes", [])) != list(CLASSES):
             raise ValueError("checkpoint class names differ from this plugin's")
         model = MosaicFlow(grids=config["grids"], k=config["k"], classes=len(CLASSES), d_model=config["d_model"], layers=config["layers"],
-                           heads=config["heads"], stats=config["stats"])
+                           heads=config["heads"])
         model.load_state_dict(tensors)
         self._model = model.eval()
         return self._model

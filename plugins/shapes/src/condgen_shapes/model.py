@@ -1,7 +1,8 @@
 """The flow model over M-SDF tokens: a permutation-equivariant Transformer (Yariv et al. 2024).
 
 A shape is a set of n tokens, one per local grid: (centre, log scale, values / scale),
-standardised with the training set's statistics (``stats``). The network maps the noisy
+PCA-whitened with the training tokens' mean and covariance (the buffers ``token_mean``,
+``whiten`` and ``colour`` of the checkpoint). The network maps the noisy
 set x_t, the time t and the class to the velocity dx/dt of the rectified-flow path
 x_t = (1 - t) x_0 + t eps, so the shared flow samplers integrate it and the shared CFG
 guides it.
@@ -63,14 +64,16 @@ class MosaicFlow(nn.Module):
     kind = "denoiser"
     prediction = "velocity"
 
-    def __init__(self, *, grids: int, k: int, classes: int, d_model: int = 128, layers: int = 4, heads: int = 4, stats: dict | None = None):
+    def __init__(self, *, grids: int, k: int, classes: int, d_model: int = 128, layers: int = 4, heads: int = 4):
         super().__init__()
         self.grids, self.k, self.classes = grids, k, classes
         self.width = 4 + k**3
         self.sample_shape = (grids, self.width)
         self.path = FlowPath()
-        #: token standardisation: mean and std of centres, log scales and values / scale
-        self.stats = dict(stats or {"centre": [0.0, 1.0], "log_scale": [0.0, 1.0], "values": [0.0, 1.0]})
+        #: token whitening, fitted on the training tokens (``fit_whitening``): x = (token - mean) @ whiten
+        self.register_buffer("token_mean", torch.zeros(self.width, dtype=torch.float64))
+        self.register_buffer("whiten", torch.eye(self.width, dtype=torch.float64))
+        self.register_buffer("colour", torch.eye(self.width, dtype=torch.float64))
         self.embed = nn.Linear(self.width, d_model)
         self.time = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
         self.label = nn.Embedding(classes + 1, d_model)  # index ``classes``: no class (CFG)
@@ -98,24 +101,31 @@ class MosaicFlow(nn.Module):
         shift, scale = self.final_ada(c).chunk(2, dim=-1)
         return self.out(modulate(self.norm(h), shift, scale)).to(x.dtype)
 
-    # -- tokens <-> standardised samples -----------------------------------------------------
+    # -- tokens <-> whitened samples ----------------------------------------------------------
+
+    def fit_whitening(self, tokens: torch.Tensor, regulariser: float = 5e-4) -> None:
+        """PCA-whiten the token features with the training tokens' mean and covariance (the
+        same map for every token, so equivariance is kept): component i is divided by
+        sqrt(lambda_i + regulariser * lambda_max). The flow's Gaussian source is then close to
+        N(mean, covariance) in token space, so noise and the model's errors take the shapes
+        real grids have (smooth fields) rather than independent noise on every node; the
+        hundreds of fine components (a 7^3 grid of an SDF is nearly affine) keep a variance
+        well under 1 and weigh little in the loss."""
+        flat = tokens.reshape(-1, self.width).double()
+        mean = flat.mean(0)
+        eigenvalues, vectors = torch.linalg.eigh(torch.cov((flat - mean).T))
+        eigenvalues = eigenvalues.clamp(min=0)
+        scale = (eigenvalues + regulariser * float(eigenvalues.max())).sqrt()
+        self.token_mean.copy_(mean)
+        self.whiten.copy_(vectors / scale)
+        self.colour.copy_((vectors * scale).T)
 
     def standardise(self, tokens: torch.Tensor) -> torch.Tensor:
         """Raw tokens (centre, log scale, values / scale) -> the model's sample space."""
-        return (tokens - self._mean(tokens)) / self._std(tokens)
+        return ((tokens.double() - self.token_mean) @ self.whiten).to(tokens.dtype)
 
     def unstandardise(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self._std(x) + self._mean(x)
-
-    def _per_column(self, which: int, like: torch.Tensor) -> torch.Tensor:
-        parts = [self.stats["centre"][which]] * 3 + [self.stats["log_scale"][which]] + [self.stats["values"][which]] * (self.width - 4)
-        return torch.tensor(parts, dtype=like.dtype, device=like.device)
-
-    def _mean(self, like):
-        return self._per_column(0, like)
-
-    def _std(self, like):
-        return self._per_column(1, like)
+        return (x.double() @ self.colour + self.token_mean).to(x.dtype)
 
 
 def loss(model: MosaicFlow, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

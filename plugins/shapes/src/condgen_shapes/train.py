@@ -1,7 +1,7 @@
 """Training the M-SDF flow model on procedural shapes (``python -m condgen_shapes.train``).
 
 Each training shape is encoded once as an M-SDF (n = 24 grids of 7^3 values), its tokens
-standardised with the training set's statistics. Conditional flow matching on the
+PCA-whitened with the training tokens' mean and covariance. Conditional flow matching on the
 rectified-flow path, times drawn logit-normal (Esser et al. 2024), with the class dropped
 for a tenth of the shapes (CFG's unconditional branch); AdamW, warm-up then cosine
 learning rate, an EMA of the weights (which is what is saved), a wall-clock budget
@@ -46,13 +46,6 @@ def encode_split(count: int, seed: int, split: str, grids: int, k: int, progress
     return torch.stack(tokens), torch.tensor([s.index for s in shapes])
 
 
-def token_stats(tokens: torch.Tensor) -> dict:
-    def pair(x):
-        return [round(float(x.mean()), 6), round(float(x.std()), 6)]
-
-    return {"centre": [0.0, round(float(tokens[..., :3].std()), 6)], "log_scale": pair(tokens[..., 3]), "values": pair(tokens[..., 4:])}
-
-
 def validation_loss(model, x0, labels, repeats: int = 4, seed: int = 1) -> float:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -60,30 +53,42 @@ def validation_loss(model, x0, labels, repeats: int = 4, seed: int = 1) -> float
 
 
 def train(out: Path, *, seconds: float = 1080.0, steps: int | None = None, shapes: int = 3300, batch_size: int = 48, lr: float = 1e-3,
-          seed: int = 0, arch: dict | None = None, progress=None, log=print) -> dict:
+          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches on a shared 2-core machine
     try:
         return _train(Path(out), seconds=seconds, steps=steps, shapes=shapes, batch_size=batch_size, lr=lr, seed=seed, arch=dict(arch or ARCH),
-                      progress=progress, log=log)
+                      progress=progress, log=log, cache_tokens=cache_tokens)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log):
+def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     started = time.monotonic()
-    log(f"encoding {shapes} training shapes as M-SDF ({arch['grids']} grids of {arch['k']}^3)")
-    raw, labels = encode_split(shapes, seed, "train", arch["grids"], arch["k"], progress=progress)
-    raw_valid, labels_valid = encode_split(max(44, shapes // 20), seed, "validation", arch["grids"], arch["k"])
-    stats = token_stats(raw)
-    model = MosaicFlow(classes=len(data.CLASSES), stats=stats, **arch)
+    cache = out.with_name(f".{out.stem}-tokens-{shapes}-{seed}-{arch['grids']}x{arch['k']}.safetensors") if cache_tokens else None
+    if cache is not None and cache.exists():
+        from safetensors.torch import load_file
+
+        saved = load_file(str(cache))
+        raw, labels, raw_valid, labels_valid = saved["train"], saved["train_labels"], saved["valid"], saved["valid_labels"]
+        log(f"read the encoded shapes from {cache}")
+    else:
+        log(f"encoding {shapes} training shapes as M-SDF ({arch['grids']} grids of {arch['k']}^3)")
+        raw, labels = encode_split(shapes, seed, "train", arch["grids"], arch["k"], progress=progress)
+        raw_valid, labels_valid = encode_split(max(44, shapes // 20), seed, "validation", arch["grids"], arch["k"])
+        if cache is not None:
+            from safetensors.torch import save_file
+
+            save_file({"train": raw, "train_labels": labels, "valid": raw_valid, "valid_labels": labels_valid}, str(cache))
+    model = MosaicFlow(classes=len(data.CLASSES), **arch)
+    model.fit_whitening(raw)
     x0, x0_valid = model.standardise(raw), model.standardise(raw_valid)
     ema = copy.deepcopy(model).eval()
     before = validation_loss(model, x0_valid, labels_valid)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    config = {**arch, "classes": list(data.CLASSES), "stats": stats}
+    config = {**arch, "classes": list(data.CLASSES)}
     log(f"encoded in {time.monotonic() - started:.0f} s; validation loss {before:.4f}; training")
     start, step, losses, last_save = time.monotonic(), 0, [], time.monotonic()
     total = steps if steps is not None else None
@@ -126,6 +131,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--shapes", type=int, default=3300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-tokens", action="store_true", help="keep the encoded shapes beside --out and reuse them")
     args = parser.parse_args(argv)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -138,7 +144,8 @@ def main(argv=None):
             else:
                 bar.update(task, total=total, completed=done)
 
-        result = train(Path(args.out), seconds=args.seconds, steps=args.steps, shapes=args.shapes, seed=args.seed, progress=progress, log=bar.console.print)
+        result = train(Path(args.out), seconds=args.seconds, steps=args.steps, shapes=args.shapes, seed=args.seed, progress=progress, log=bar.console.print,
+                       cache_tokens=args.cache_tokens)
     print({k: v for k, v in result.items()})
 
 

@@ -286,11 +286,14 @@ def test_generated_shapes_are_closed_meshes(tmp_path):
     assert code == 0, err
     import open3d as o3d
 
+    triangles = 0
     for i in range(2):
         mesh = o3d.io.read_triangle_mesh(str(tmp_path / "run" / "samples" / f"00000{i}.ply"))
         assert len(mesh.triangles) > 100
-        obj = o3d.io.read_triangle_mesh(str(tmp_path / "run" / "obj" / f"00000{i}.obj"))
-        assert len(obj.triangles) == len(mesh.triangles)
+        triangles += len(mesh.triangles)
+    both = o3d.io.read_triangle_mesh(str(tmp_path / "run" / "samples.obj"))
+    assert len(both.triangles) == triangles
+    assert ("\n" + (tmp_path / "run" / "samples.obj").read_text()).count("\no sample_") == 2
     assert (tmp_path / "run" / "renders.png").stat().st_size > 5000
 
 

@@ -2,7 +2,8 @@
 
 ``core generate --plugin shapes -c shape=torus`` samples a set of 24 local 7^3 SDF grids
 with the shared flow samplers (CFG by default) and meshes it. Samples are meshes (marching cubes on the decoded field, cleaned and checked by open3d),
-written as PLY (default; every run also gets OBJ copies in ``obj/``) or ``--format obj``,
+written as PLY (default; every run also gets ``samples.obj``, all shapes as OBJ objects) or
+``--format obj``,
 and every run gets ``renders.png``, a grid of renders (matplotlib).
 """
 

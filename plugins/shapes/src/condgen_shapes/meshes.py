@@ -103,10 +103,23 @@ def write_ply(sample: dict, path) -> None:
     atomic_write(path, write)
 
 
+def _obj_lines(sample: dict, offset: int = 0) -> list[str]:
+    """OBJ vertex and face lines; %.9g keeps every float32 coordinate exactly."""
+    lines = [f"v {x:.9g} {y:.9g} {z:.9g}" for x, y, z in np.asarray(sample["vertices"], dtype=np.float32).tolist()]
+    return lines + [f"f {a + 1 + offset} {b + 1 + offset} {c + 1 + offset}" for a, b, c in np.asarray(sample["triangles"]).tolist()]
+
+
 def write_obj(sample: dict, path) -> None:
-    lines = [f"# {PLY_COMMENT}{json.dumps(_meta(sample), sort_keys=True)}"]
-    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(sample["vertices"], dtype=np.float64)]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in np.asarray(sample["triangles"])]
+    lines = [f"# {PLY_COMMENT}{json.dumps(_meta(sample), sort_keys=True)}", *_obj_lines(sample)]
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n", encoding="ascii"))
+
+
+def write_objs(indices: list[int], samples: list[dict], path) -> None:
+    """Every sample in one OBJ file, one named object (``o sample_NNNNNN``) each."""
+    lines, offset = [], 0
+    for i, sample in zip(indices, samples):
+        lines += [f"o sample_{i:06d}", f"# {json.dumps(_meta(sample), sort_keys=True)}", *_obj_lines(sample, offset)]
+        offset += len(sample["vertices"])
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n", encoding="ascii"))
 
 

@@ -1,4 +1,4 @@
-"""Writers: ``ply`` (binary PLY; the default, with OBJ copies in ``obj/``) and ``obj`` (text OBJ).
+"""Writers: ``ply`` (binary PLY; the default, plus ``samples.obj`` holding every shape) and ``obj`` (text OBJ).
 
 Each file's comment line holds the sample's fields (class, open3d's checks) as JSON, so
 ``--resume`` and ``core evaluate`` read back the whole sample; open3d reads the mesh."""
@@ -13,7 +13,7 @@ from condgen_shapes import meshes
 
 
 class PlyWriter(Writer):
-    format, extension, summary = "ply", "ply", "a binary PLY mesh per shape, and OBJ copies in obj/"
+    format, extension, summary = "ply", "ply", "a binary PLY mesh per shape, and samples.obj with every shape as an OBJ object"
 
     def write(self, sample, path):
         meshes.write_ply(sample, path)
@@ -22,14 +22,9 @@ class PlyWriter(Writer):
         return meshes.read_sample(path)
 
     def write_collection(self, run_dir, indices, samples):
-        folder = Path(run_dir) / "obj"
-        folder.mkdir(exist_ok=True)
-        written = []
-        for i, sample in zip(indices, samples):
-            path = folder / f"{i:06d}.obj"
-            meshes.write_obj(sample, path)
-            written.append(path)
-        return written
+        path = Path(run_dir) / "samples.obj"
+        meshes.write_objs(indices, samples, path)
+        return [path]
 
 
 class ObjWriter(Writer):

@@ -50,11 +50,14 @@ def main(argv=None):
     started = time.perf_counter()
     run = generator.generate(args.n, condition={"shape": labels}, seed=0, device="cpu", guidance=[args.guidance], batch_size=25)
     total = time.perf_counter() - started
+    print(f"{args.n} shapes in {total:.0f} s", flush=True)
+    started = time.perf_counter()
     metrics = evaluate.shape_metrics(generator, run.samples, run.conditions)
+    print(f"metrics in {time.perf_counter() - started:.0f} s", flush=True)
     result = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", 1 torch thread, shared 2-core machine",
-        "n": args.n, "sampler": run.manifest["sampler"], "steps": run.manifest["steps"], "guidance": args.guidance,
-        "weights_sha256": run.manifest.get("weights_sha256"),
+        "n": args.n, "sampler": run.manifest["sampler"]["name"], "steps": run.manifest["sampler"]["steps"], "nfe": run.manifest["nfe"],
+        "guidance": args.guidance, "weights_sha256": run.manifest["request"]["weights_sha256"],
         "seconds_per_shape": {"sampling": (total - timing["meshing"]) / args.n, "meshing": timing["meshing"] / args.n, "total": total / args.n},
         **{k: round(v, 5) for k, v in metrics.items()},
     }

@@ -2,9 +2,9 @@
 
 Seven primitives with exact SDFs (Quilez's closed forms): sphere, box, rounded box,
 torus, capsule, cylinder and cone; and four CSG composites built from them: table,
-chair, mug and lamp. A union (``min``) or difference (``max(a, -b)``) of exact SDFs is
-exact outside the shape and on its surface, and a bound inside it: the zero level set,
-which is what M-SDF grids sample near, is exact for every class.
+chair, mug and lamp. A union (``min``) of exact SDFs is exact outside the shape and a
+bound inside it, a difference (``max(a, -b)``) a bound: the zero level set, which is what
+M-SDF grids sample near, is exact for every class.
 
 Every shape has random proportions and a random rotation about the vertical y axis (its
 up direction stays up, as in shape collections) and fits in the ball of radius ``EXTENT``

@@ -21,7 +21,7 @@ import pytest
 
 from condgen.testing import assert_one_line_error
 
-PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text", "crystals", "eeg")
+PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text", "crystals", "eeg", "shapes")
 
 # A message says what to do: it proposes a value, a command, an option or a next step.
 ADVICE = (
@@ -95,6 +95,18 @@ def _tables(tmp: Path) -> None:
     (tmp / "blank.csv").write_text("")
     (tmp / "table.xlsx").write_bytes(b"PK\x03\x04 not really")
     (tmp / "missing_labels.csv").write_text("a,y\n1,x\n2,\n3,z\n")
+
+
+def _meshes(tmp: Path) -> None:
+    (tmp / "words.ply").write_text("this is not a mesh\n")
+    (tmp / "binary.obj").write_bytes(bytes(range(256)))
+    (tmp / "empty.ply").write_text("ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\nproperty float z\n"
+                                    "element face 0\nproperty list uchar int vertex_indices\nend_header\n")
+    # a unit cube with its top face missing: a mesh, but not closed
+    corners = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+    faces = [(1, 2, 4), (1, 4, 3), (5, 7, 8), (5, 8, 6), (1, 5, 6), (1, 6, 2), (3, 4, 8), (3, 8, 7), (1, 3, 7), (1, 7, 5)]
+    (tmp / "open.obj").write_text("".join(f"v {x} {y} {z}\n" for x, y, z in corners) + "".join(f"f {a} {b} {c}\n" for a, b, c in faces))
+    (tmp / "mesh.stl").write_text("solid x\nendsolid x\n")
 
 
 def _out_file(tmp: Path) -> None:
@@ -237,7 +249,7 @@ def _epochs_files(tmp: Path) -> None:
     (tmp / "tone.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
 
 
-PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file, "epochs": _epochs_files}
+PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file, "epochs": _epochs_files, "meshes": _meshes}
 RESUME = ["generate", "--resume", "--out", "{tmp}/run"]
 
 
@@ -321,6 +333,14 @@ CASES = [
           ("nan", "mel_nan.npy", "NaN"), ("pickled-objects", "mel_object.npy", "cannot read"),
           ("unsupported-suffix", "mel.txt", "unsupported file type"), ("garbage", "mel_garbage.npy", "cannot read"),
           ("missing", "missing.npy", "not found"),
+      ]],
+    # the shapes plugin's class, and meshes for its M-SDF round trips (core shapes-encode)
+    _case("shapes-unknown-class", ["generate", "--plugin", "shapes", "-c", "shape=banana", "-n", "1"], "unknown label 'banana'", "accepted"),
+    *[_case(f"mesh-{name}", ["shapes-encode", f"{{tmp}}/{file}", "--out", "{tmp}/rt"], fragment, "accepted", prepare="meshes")
+      for name, file, fragment in [
+          ("missing", "none.ply", "file not found"), ("not-a-mesh", "words.ply", "not a PLY or OBJ mesh"),
+          ("binary-garbage", "binary.obj", "not a PLY or OBJ mesh"), ("empty", "empty.ply", "empty"),
+          ("not-closed", "open.obj", "not closed"), ("unsupported-suffix", "mesh.stl", "unsupported file type"),
       ]],
     _case("mel-absent", ["generate", "--plugin", "audio", "--model", "vocoder", "-n", "1"], "condition 'mel' is needed"),
     # text conditions

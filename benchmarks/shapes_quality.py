@@ -1,0 +1,73 @@
+"""Quality and speed of the shapes plugin's shipped M-SDF flow model.
+
+    .venv/bin/python benchmarks/shapes_quality.py --n 200 --write     # about 15 min on one CPU thread
+
+Sample i asks for class i mod 11 (so 200 samples are 18 or 19 of each class), with the
+plugin's defaults (flow-heun, 25 steps, CFG 2), seed 0. condgen_shapes.evaluate's metrics:
+class accuracy of the point-cloud classifier, share of watertight meshes, and COV / MMD /
+1-NNA on Chamfer distance against as many held-out test shapes of the same classes, beside
+the real-vs-real row (a second held-out set against the same reference). Timing per shape:
+the sampler (network evaluations) and meshing (decode + marching cubes + open3d clean-up and
+checks). Results: benchmarks/shapes_quality.json, renders in docs/plugins/shapes/samples.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import condgen
+import torch
+from condgen_shapes import data, evaluate, meshes
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "shapes_quality.json"
+FIGURE = ROOT / "docs" / "plugins" / "shapes" / "samples.png"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--guidance", default="cfg=2")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    generator = condgen.load("shapes")
+    labels = [data.CLASSES[i % len(data.CLASSES)] for i in range(args.n)]
+    decode = generator.decode
+    timing = {"meshing": 0.0}
+
+    def timed_decode(x, conditions):
+        started = time.perf_counter()
+        out = decode(x, conditions)
+        timing["meshing"] += time.perf_counter() - started
+        return out
+
+    generator.decode = timed_decode
+    started = time.perf_counter()
+    run = generator.generate(args.n, condition={"shape": labels}, seed=0, device="cpu", guidance=[args.guidance], batch_size=25)
+    total = time.perf_counter() - started
+    print(f"{args.n} shapes in {total:.0f} s", flush=True)
+    started = time.perf_counter()
+    metrics = evaluate.shape_metrics(generator, run.samples, run.conditions)
+    print(f"metrics in {time.perf_counter() - started:.0f} s", flush=True)
+    result = {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", 1 torch thread, shared 2-core machine",
+        "n": args.n, "sampler": run.manifest["sampler"]["name"], "steps": run.manifest["sampler"]["steps"], "nfe": run.manifest["nfe"],
+        "guidance": args.guidance, "weights_sha256": run.manifest["request"]["weights_sha256"],
+        "seconds_per_shape": {"sampling": (total - timing["meshing"]) / args.n, "meshing": timing["meshing"] / args.n, "total": total / args.n},
+        **{k: round(v, 5) for k, v in metrics.items()},
+    }
+    print(json.dumps(result, indent=2))
+    if args.write:
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        shown = list(range(22))  # two of each class
+        meshes.render_grid(FIGURE, [run.samples[i] for i in shown], [generator.caption(run.samples[i]) for i in shown],
+                           f"shapes: samples 0-21 of the benchmark (seed 0, {args.guidance})", columns=11)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,9 @@ exits and interrupts it raises (its code failing at run time: test_plugin_faults
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -165,6 +168,9 @@ def test_an_exit_or_interrupt_from_a_plugin_marks_it_failed(plugin_site, tmp_pat
 
 def test_a_real_ctrl_c_while_a_plugin_imports_still_stops_the_command(plugin_site):
     plugin_site.add("slow", "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n" + SAMPLER)
-    result = run_core("plugins")
+    # A shell's background jobs (as CI may start us) inherit SIGINT ignored; give the child
+    # the default disposition, as a terminal's Ctrl-C would find it.
+    result = subprocess.run([sys.executable, "-m", "condgen", "plugins"], capture_output=True, text=True, timeout=120,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # click turns the KeyboardInterrupt into "aborted"
     assert result.returncode == 130 and "error: aborted" in result.stderr, (result.returncode, result.stderr)

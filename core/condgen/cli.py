@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from condgen.errors import CondgenError, OutputError, PluginError, PluginFault, StepFailed, UsageError, describe
+from condgen.errors import CondgenError, OutputError, PluginError, PluginFault, StepFailed, UsageError, describe, first_line
 
 BUILTIN_COMMANDS = {
     "plugins", "generate", "train", "evaluate", "samplers", "guidance", "info", "plugin", "registry", "install", "uninstall",
@@ -74,7 +74,7 @@ def _console():
     return Console(stderr=True)
 
 
-def _progress():
+def _progress(disable: bool = False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     console = _console()
@@ -88,6 +88,7 @@ def _progress():
         TimeRemainingColumn(),
         console=console,
         transient=not console.is_terminal,
+        disable=disable,
     )
 
 
@@ -505,28 +506,27 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started, rank
     from condgen.outputs import KEEP_IN_MEMORY, LazySequence
 
     writer = session.writer
-    if ranks.main and batch_size is None:
-        batch_size = max(len(b) for b in session.plan(range(n)))  # rank 0's memory budget decides for all
-    batch_size = ranks.broadcast(batch_size)
     # A resumed run samples the uninterrupted run's batches (same size, same members) and
     # writes only their missing samples, so even batch-dependent float rounding comes out
     # as it would have: the files are byte for byte those of an uninterrupted run. The same
-    # holds across ranks: they share the batches out, never re-cut them.
-    grid = session.plan(range(n), batch_size)
+    # holds across ranks: they share the batches out, never re-cut them. Rank 0 decides the
+    # batch size (its memory budget) and what is done (before any rank writes), once for all.
     if ranks.main:
+        grid = session.plan(range(n), batch_size)
         done = run_dir.finished_indices(writer.extension, n)
         manifest.update(status="running", completed=len(done), n=n, batch_size=max(len(b) for b in grid))
         if ranks.sharded:
             manifest["ranks"] = ranks.size
         run_dir.write_manifest(manifest)
-    ranks.gather(None)  # the directory and manifest exist before any rank looks at them
-    done = run_dir.finished_indices(writer.extension, n)
+    batch_size, done = ranks.broadcast((manifest["batch_size"], done) if ranks.main else None)
+    if not ranks.main:
+        grid = session.plan(range(n), batch_size)
     todo = {i for i in range(n) if i not in done}
     mine = ranks.share([b for b in grid if todo.intersection(b)])
     fresh: dict[int, tuple] = {}
     outcome = None
     try:
-        with _sigterm_interrupts(), (_progress() if ranks.main else _NoProgress()) as bar:
+        with _sigterm_interrupts(), _progress(disable=not ranks.main) as bar:  # rank 0's bar counts every rank's files
             task = bar.add_task(f"{gen.name} · {session.sampler_name} · {session.steps} steps", total=n, completed=len(done))
             for batch_indices in mine:
                 share = len(todo.intersection(batch_indices)) / len(batch_indices)
@@ -544,7 +544,7 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started, rank
     except BaseException as exc:
         outcome = exc
     if ranks.sharded:
-        outcome = _ranks_outcome(ranks, outcome, run_dir, n)
+        outcome = _ranks_outcome(ranks, outcome)
     if outcome is not None:
         _record_failure(outcome, run_dir, manifest, n, writer, ranks)
     if not ranks.main:
@@ -570,46 +570,31 @@ def _generate_into(run_dir, gen, session, manifest, n, batch_size, started, rank
     return samples, conditions
 
 
-class _NoProgress:
-    """The bar of a rank other than 0: it draws nothing (rank 0's bar counts every rank's files)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def advance(self, *args):
-        pass
-
-    def update(self, *args, **kwargs):
-        pass
-
-
 class RankFailed(CondgenError):
-    """Another rank of a sharded run failed or was lost; its line says what happened."""
+    """Another rank of a sharded run failed or was lost (``lost``); its line says what happened."""
+
+    def __init__(self, message: str, lost: bool = False):
+        super().__init__(message)
+        self.lost = lost
 
 
-def _ranks_outcome(ranks, outcome, run_dir, n):
+def _ranks_outcome(ranks, outcome):
     """How the sharded run ended, the same on every rank that is still there: this rank's
     own error first, else the first failed rank's, else a lost rank's."""
     from condgen.distributed import RankLost
 
-    line = None if outcome is None else ("interrupted" if isinstance(outcome, KeyboardInterrupt) else getattr(outcome, "summary", None) or _first_line(outcome))
+    line = None if outcome is None else ("interrupted" if isinstance(outcome, KeyboardInterrupt) else getattr(outcome, "summary", None) or first_line(outcome))
     try:
         reports = ranks.gather(line)
     except RankLost as lost:
-        reports = [f"a rank was lost ({lost})"]
+        return outcome or RankFailed(f"a rank was lost ({lost})", lost=True)
     if outcome is not None:
         return outcome
     for rank, report in enumerate(reports):
         if report == "interrupted":
             return KeyboardInterrupt()
         if report is not None:
-            return RankFailed(f"rank {rank}: {report}" if len(reports) > 1 else report)
+            return RankFailed(f"rank {rank}: {report}")
     return None
 
 
@@ -618,16 +603,16 @@ def _record_failure(exc, run_dir, manifest, n, writer, ranks):
     land between a batch's sample files, each whole, and the manifest update that counts
     them); every rank then raises its one line."""
     finished = len(run_dir.finished_indices(writer.extension, n))
-    lost = isinstance(exc, RankFailed) and "a rank was lost" in str(exc)
+    lost = isinstance(exc, RankFailed) and exc.lost
     if isinstance(exc, KeyboardInterrupt) or lost:
         if ranks.main:
-            manifest.update(completed=finished, status="interrupted", error=_first_line(exc))
+            manifest.update(completed=finished, status="interrupted", error=first_line(exc))
             run_dir.write_manifest(manifest)
-        what = _first_line(exc) if lost else "interrupted"
+        what = first_line(exc) if lost else "interrupted"
         raise Interrupted(f"{what} after {finished}/{n} samples; finish with: core generate --resume --out {run_dir.path}") from None
     failure = exc if isinstance(exc, CondgenError) or not isinstance(exc, Exception) else StepFailed("sampling", exc, _kept_advice(run_dir, finished, n))
     if ranks.main:
-        manifest.update(completed=finished, status="failed", error=getattr(failure, "summary", None) or _first_line(exc))
+        manifest.update(completed=finished, status="failed", error=getattr(failure, "summary", None) or first_line(exc))
         run_dir.write_manifest(manifest)
     if isinstance(exc, PluginFault):
         raise exc.with_advice(_kept_advice(run_dir, finished, n)) from exc.__cause__
@@ -636,10 +621,6 @@ def _record_failure(exc, run_dir, manifest, n, writer, ranks):
     if failure is exc:
         raise exc
     raise failure from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _kept_advice(run_dir, finished: int, n: int) -> str:

@@ -25,7 +25,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from condgen.errors import UsageError
+from condgen.errors import UsageError, first_line
 
 #: Seconds a rank waits for the others at the rendezvous (``CONDGEN_DIST_TIMEOUT``
 #: overrides): a rank that never comes is an error, not a hang.
@@ -80,7 +80,7 @@ class Ranks:
             dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.size, timeout=WAIT)
         except Exception as exc:  # torch raises DistStoreError, RuntimeError or ValueError here
             raise UsageError(
-                f"rank {self.rank} of {self.size} cannot join the others at {self.address} within {self.timeout:g} s ({_first_line(exc)}); "
+                f"rank {self.rank} of {self.size} cannot join the others at {self.address} within {self.timeout:g} s ({first_line(exc)}); "
                 "check MASTER_ADDR and MASTER_PORT and that every rank was started"
             ) from None
         self.started = True
@@ -103,7 +103,7 @@ class Ranks:
         try:
             dist.all_gather_object(out, value)
         except Exception as exc:
-            raise RankLost(_first_line(exc)) from None
+            raise RankLost(first_line(exc)) from None
         return out
 
     def broadcast(self, value):
@@ -134,8 +134,8 @@ def agree(ranks: Ranks, facts: dict) -> None:
             other = theirs.get(key)
             if other != value:
                 if isinstance(value, dict) and isinstance(other, dict):  # name the field: request.seed
-                    key = next(f"{key}.{k}" for k in sorted(set(value) | set(other)) if value.get(k) != other.get(k))
-                    value, other = value.get(key.split(".", 1)[1]), other.get(key.split(".", 1)[1])
+                    field = next(k for k in sorted(set(value) | set(other)) if value.get(k) != other.get(k))
+                    key, value, other = f"{key}.{field}", value.get(field), other.get(field)
                 raise UsageError(
                     f"the ranks disagree on {key}: rank {rank} has {_short(other)}, rank 0 {_short(value)}; "
                     "install the same condgen, plugins and weights on every node and start every rank with the same arguments"
@@ -216,11 +216,6 @@ def _free_port() -> int:
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_path(path) -> str:

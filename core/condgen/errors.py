@@ -64,10 +64,20 @@ class PluginFault(PluginError):
         return PluginFault(self.plugin, self.generator, self.what, advice)
 
 
+def _message_lines(exc: BaseException) -> list[str]:
+    try:
+        return str(exc).strip().splitlines()
+    except Exception:  # a plugin's exception may break even its own __str__
+        return []
+
+
 def describe(exc: BaseException) -> str:
     """``Type: first line of the message`` (or ``Type``), for one-line errors."""
-    try:
-        lines = str(exc).strip().splitlines()
-    except Exception:  # a plugin's exception may break even its own __str__
-        lines = []
+    lines = _message_lines(exc)
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of the message (or ``Type`` when there is none)."""
+    lines = _message_lines(exc)
+    return lines[0] if lines else type(exc).__name__

@@ -103,13 +103,20 @@ class CsvWriter(Writer):
     format, extension, summary = "csv", "csv", "one CSV row per sample, plus samples.csv with all rows"
 
     @staticmethod
-    def _rows_text(rows: list[dict], index: list[int] | None = None) -> str:
-        buffer = io.StringIO()
-        fields = (["index"] if index is not None else []) + list(rows[0])
-        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
+    def _write_rows(handle, rows, index=None) -> None:
+        """CSV of ``rows`` (dicts; the first one's keys are the header), with an ``index``
+        column first when given, written to ``handle`` a row at a time."""
+        writer = None
         for i, row in enumerate(rows):
-            writer.writerow({**({"index": index[i]} if index is not None else {}), **row})
+            if writer is None:
+                writer = csv.DictWriter(handle, fieldnames=(["index"] if index is not None else []) + list(row), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow(row if index is None else {"index": index[i], **row})
+
+    @classmethod
+    def _rows_text(cls, rows: list[dict], index: list[int] | None = None) -> str:
+        buffer = io.StringIO()
+        cls._write_rows(buffer, rows, index)
         return buffer.getvalue()
 
     def write(self, sample, path):
@@ -126,13 +133,7 @@ class CsvWriter(Writer):
 
         def write(tmp):
             with open(tmp, "w", encoding="utf-8", newline="") as handle:
-                writer = None
-                for index, sample in zip(indices, samples):
-                    row = dict(sample)
-                    if writer is None:
-                        writer = csv.DictWriter(handle, fieldnames=["index", *row], lineterminator="\n")
-                        writer.writeheader()
-                    writer.writerow({"index": index, **row})
+                self._write_rows(handle, (dict(s) for s in samples), list(indices))
 
         atomic_write(path, write)
         return [path]

@@ -75,10 +75,10 @@ def descend(x, labels, k: int, steps: int, seed: int, batch_size: int = 512, lr:
             optimiser.step()
             if on_step is not None:
                 on_step(step, module)
-            if progress is not None and parallel.main:
-                progress(step, steps, nll=parallel.mean(loss.detach()))
-            elif progress is not None:
-                parallel.mean(loss.detach())  # every rank joins the all-reduce
+            if progress is not None:
+                nll = parallel.mean(loss.detach())  # every rank joins the all-reduce
+                if parallel.main:
+                    progress(step, steps, nll=nll)
         with torch.no_grad():
             return module.means.detach().clone(), module.log_stds.exp().detach(), torch.softmax(module.logits, 0).detach(), parallel.main
     finally:

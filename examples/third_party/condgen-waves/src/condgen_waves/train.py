@@ -83,7 +83,7 @@ def _loop(out, model, trained, parallel, *, steps, seed, device, progress, start
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1.0 - step / steps)
     broadcast = (-1,) + (1,) * len(SHAPE)
-    mine = parallel.shard(torch.arange(BATCH))  # this rank's rows of each global batch
+    mine = parallel.shard(torch.arange(BATCH)) if parallel.size > 1 else None  # this rank's rows of each global batch
     losses = []
     for step in range(steps):
         pick = torch.randint(len(x), (BATCH,), generator=rng)
@@ -91,7 +91,7 @@ def _loop(out, model, trained, parallel, *, steps, seed, device, progress, start
         label[torch.rand(BATCH, generator=rng) < DROP_LABEL] = -1
         t = T_MIN + (1 - T_MIN) * torch.rand(BATCH, generator=rng)
         eps = torch.randn(x0.shape, generator=rng)
-        x0, label, t, eps = x0[mine], label[mine], t[mine], eps[mine]
+        x0, label, t, eps = parallel.take(mine, x0, label, t, eps)
         x_t = model.path.alpha(t).view(broadcast) * x0 + model.path.sigma(t).view(broadcast) * eps
         prediction = trained(x_t.to(device), t.to(device), {CONDITION: label.to(device)})
         loss = ((prediction - eps.to(device)) ** 2).mean()

@@ -30,6 +30,7 @@ import condgen
 import torch
 from condgen_crystals import data, evaluate
 from condgen_crystals.structures import charge_balanced, decode_skeleton
+from decode_timing import timed_decode
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "crystals_quality.json"
@@ -72,23 +73,13 @@ def main():
     generator.load_model()
     groups = test_groups(args.n)
 
-    timing = {"decode": 0.0}
-    original = generator.decode
-
-    def timed(x, conditions):
+    with timed_decode(generator) as decoding:
         start = time.perf_counter()
-        out = original(x, conditions)
-        timing["decode"] += time.perf_counter() - start
-        return out
-
-    generator.decode = timed
-    start = time.perf_counter()
-    run = generator.generate(args.n, condition={"spacegroup": groups}, seed=0, device="cpu")
-    total = time.perf_counter() - start
-    del generator.decode
+        run = generator.generate(args.n, condition={"spacegroup": groups}, seed=0, device="cpu")
+        total = time.perf_counter() - start
     masked = evaluate.crystal_metrics(generator, run.samples, run.conditions)
-    masked["seconds_per_structure_tokens"] = (total - timing["decode"]) / args.n
-    masked["seconds_per_structure_realisation"] = timing["decode"] / args.n
+    masked["seconds_per_structure_tokens"] = (total - decoding["seconds"]) / args.n
+    masked["seconds_per_structure_realisation"] = decoding["seconds"] / args.n
 
     generator.enforce_site_rules = False
     raw = skeletons_only(generator, groups)

@@ -22,6 +22,7 @@ from pathlib import Path
 import condgen
 import torch
 from condgen_shapes import data, evaluate, meshes
+from decode_timing import timed_decode
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "shapes_quality.json"
@@ -37,19 +38,10 @@ def main(argv=None):
     torch.set_num_threads(1)
     generator = condgen.load("shapes")
     labels = [data.CLASSES[i % len(data.CLASSES)] for i in range(args.n)]
-    decode = generator.decode
-    timing = {"meshing": 0.0}
-
-    def timed_decode(x, conditions):
+    with timed_decode(generator) as meshing:
         started = time.perf_counter()
-        out = decode(x, conditions)
-        timing["meshing"] += time.perf_counter() - started
-        return out
-
-    generator.decode = timed_decode
-    started = time.perf_counter()
-    run = generator.generate(args.n, condition={"shape": labels}, seed=0, device="cpu", guidance=[args.guidance], batch_size=25)
-    total = time.perf_counter() - started
+        run = generator.generate(args.n, condition={"shape": labels}, seed=0, device="cpu", guidance=[args.guidance], batch_size=25)
+        total = time.perf_counter() - started
     print(f"{args.n} shapes in {total:.0f} s", flush=True)
     started = time.perf_counter()
     metrics = evaluate.shape_metrics(generator, run.samples, run.conditions)
@@ -58,7 +50,7 @@ def main(argv=None):
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", 1 torch thread, shared 2-core machine",
         "n": args.n, "sampler": run.manifest["sampler"]["name"], "steps": run.manifest["sampler"]["steps"], "nfe": run.manifest["nfe"],
         "guidance": args.guidance, "weights_sha256": run.manifest["request"]["weights_sha256"],
-        "seconds_per_shape": {"sampling": (total - timing["meshing"]) / args.n, "meshing": timing["meshing"] / args.n, "total": total / args.n},
+        "seconds_per_shape": {"sampling": (total - meshing["seconds"]) / args.n, "meshing": meshing["seconds"] / args.n, "total": total / args.n},
         **{k: round(v, 5) for k, v in metrics.items()},
     }
     print(json.dumps(result, indent=2))

@@ -21,7 +21,7 @@ import pytest
 
 from condgen.testing import assert_one_line_error
 
-PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text", "crystals", "eeg", "shapes")
+PLUGINS = ("toy", "images", "audio", "molecules", "tabular", "text", "crystals", "eeg", "shapes", "video")
 
 # A message says what to do: it proposes a value, a command, an option or a next step.
 ADVICE = (
@@ -249,7 +249,19 @@ def _epochs_files(tmp: Path) -> None:
     (tmp / "tone.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
 
 
-PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file, "epochs": _epochs_files, "meshes": _meshes}
+def _clip_files(tmp: Path) -> None:
+    """Users' frames files the video plugin must refuse."""
+    from PIL import Image
+
+    np.save(tmp / "long.npy", np.zeros((12, 32, 32), np.float32))
+    np.save(tmp / "small.npy", np.zeros((4, 20, 20), np.float32))
+    np.save(tmp / "bright.npy", np.full((4, 32, 32), 7.0, np.float32))
+    Image.new("L", (30, 30)).save(tmp / "odd.gif")
+    (tmp / "notes.mp4").write_text("this is not a video\n")
+    (tmp / "clip.txt").write_text("0 0 0\n")
+
+
+PREPARE = {"weights": _weights, "arrays": _arrays, "tables": _tables, "out": _out_file, "epochs": _epochs_files, "meshes": _meshes, "clips": _clip_files}
 RESUME = ["generate", "--resume", "--out", "{tmp}/run"]
 
 
@@ -382,6 +394,16 @@ CASES = [
     _case("eeg-train-unknown-label", ["train", "--plugin", "eeg", "-c", "data={tmp}/blink.npz"], "unknown artifact label 'blink'", prepare="epochs"),
     _case("eeg-train-unknown-option", ["train", "--plugin", "eeg", "-c", "epochs=9"], "unknown training option 'epochs'"),
     _case("train-option-not-taken", ["train", "--plugin", "toy", "-c", "data=x.npz"], "takes no training options"),
+    _case("video-unknown-direction", ["generate", "--plugin", "video", "-c", "direction=NNE"], "unknown label 'NNE'", "accepted: N, NE"),
+    _case("video-speed-out-of-range", ["generate", "--plugin", "video", "-c", "speed=5"], "speed", "1"),
+    _case("video-frames-too-many", ["generate", "--plugin", "video", "-c", "frames={tmp}/long.npy"], "12 frames; give the first 1-8", prepare="clips"),
+    _case("video-frames-wrong-size", ["generate", "--plugin", "video", "-c", "frames={tmp}/small.npy"], "20x20 pixels", "32x32", prepare="clips"),
+    _case("video-frames-out-of-range", ["generate", "--plugin", "video", "-c", "frames={tmp}/bright.npy"], "outside [0, 1]", prepare="clips"),
+    _case("video-frames-gif-wrong-size", ["generate", "--plugin", "video", "-c", "frames={tmp}/odd.gif"], "30x30 pixels", prepare="clips"),
+    _case("video-frames-not-a-video", ["generate", "--plugin", "video", "-c", "frames={tmp}/notes.mp4"], "cannot read", "notes.mp4", prepare="clips"),
+    _case("video-frames-unsupported-file", ["generate", "--plugin", "video", "-c", "frames={tmp}/clip.txt"], "unsupported file type '.txt'", ".gif, .mp4", prepare="clips"),
+    _case("video-frames-missing", ["generate", "--plugin", "video", "-c", "frames={tmp}/none.npy"], "not found"),
+    _case("video-train-unknown-option", ["train", "--plugin", "video", "-c", "epochs=9"], "unknown training option 'epochs'", "ae_steps"),
     _case("eeg-evaluate-unlabelled", ["evaluate", "--plugin", "eeg", "-n", "8"], "generate labelled windows"),
     # resumes trust nothing in the directory
     _case("resume-manifest-not-json", RESUME, "cannot read", prepare=_edit_manifest(lambda m: "{not json")),
@@ -428,6 +450,7 @@ CASES = [
 for plugin in PLUGINS:
     data = ["--data", "iris", "--target", "class"] if plugin == "tabular" else []
     no_weights = "takes no --weights" if plugin == "tabular" else None  # it fits on the table at generate time
+    other_format = "png" if plugin == "video" else "gif"  # a format another plugin writes
     CASES += [
         _case(f"{plugin}-unknown-condition", ["generate", "--plugin", plugin, *data, "-c", "colour=red"], "unknown condition 'colour'"),
         _case(f"{plugin}-unknown-model", ["generate", "--plugin", plugin, "--model", "nope"], "has no model 'nope'"),
@@ -441,7 +464,7 @@ for plugin in PLUGINS:
         _case(f"{plugin}-seed-negative", ["generate", "--plugin", plugin, *data, "--seed", "-1"], "--seed"),
         _case(f"{plugin}-batch-zero", ["generate", "--plugin", plugin, *data, "--batch-size", "0"], "--batch-size"),
         _case(f"{plugin}-unknown-device", ["generate", "--plugin", plugin, *data, "--device", "tpu"], "device"),
-        _case(f"{plugin}-unknown-format", ["generate", "--plugin", plugin, *data, "--format", "gif"], "does not write 'gif'"),
+        _case(f"{plugin}-unknown-format", ["generate", "--plugin", plugin, *data, "--format", other_format], f"does not write '{other_format}'"),
         _case(f"{plugin}-weights-missing", ["generate", "--plugin", plugin, *data, "--weights", "{tmp}/none.safetensors"], no_weights or "not found"),
         _case(f"{plugin}-weights-pickled", ["generate", "--plugin", plugin, *data, "--weights", "{tmp}/pickled.safetensors"], no_weights or "pickle", prepare="weights"),
         _case(f"{plugin}-weights-with-nan", ["generate", "--plugin", plugin, *data, "--weights", "{tmp}/nan.safetensors"], no_weights or ("NaN" if plugin == "toy" else "for generator 'toy'"), prepare="weights"),

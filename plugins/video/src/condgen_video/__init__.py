@@ -1,0 +1,1 @@
+"""condgen video plugin: moving-digit clips from a four-plane latent diffusion model."""

@@ -24,7 +24,7 @@ $(UV): scripts/uv-requirements.txt
 	touch $(UV)
 
 # --locked: refuse to run if pyproject.toml and uv.lock disagree (run `make lock`).
-$(STAMP): pyproject.toml uv.lock $(PLUGINS) scripts/install-debian-packages $(UV)
+$(STAMP): pyproject.toml uv.lock $(PLUGINS) debian-packages.txt scripts/install-debian-packages $(UV)
 	bash scripts/install-debian-packages
 	$(UV) sync --locked --all-packages --extra test --python $(PYTHON)
 	touch $(STAMP)

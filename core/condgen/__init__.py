@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 #: Version of the hook and object API offered to plugins, "major.minor". A plugin
 #: declares the version it was written for as ``__condgen_api__``; it loads when the
 #: major numbers are equal and its minor is not newer than ours.
-PLUGIN_API = "1.2"
+PLUGIN_API = "1.3"
 
 # name -> module that defines it; imported on first attribute access (PEP 562) so that
 # `core --help` and plugin registration never pay for torch.
@@ -71,6 +71,14 @@ _LAZY = {
     "BudgetPlan": "condgen.training",
     "ema_update": "condgen.training",
     "DataParallel": "condgen.training",
+    # Added in plugin API 1.3: what Generator.report returns and receives (core show).
+    "Report": "condgen.report",
+    "ReportRun": "condgen.report",
+    "ReportSample": "condgen.report",
+    "ReportMedia": "condgen.report",
+    "ReportTable": "condgen.report",
+    "ReportText": "condgen.report",
+    "ReportHtml": "condgen.report",
 }
 
 __all__ = [

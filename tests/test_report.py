@@ -273,3 +273,48 @@ def test_a_toy_run_shows_its_scatter_plot_and_rows(tmp_path, core):
     assert '<img class="file" src="scatter.png"' in html and '<table class="sortable">' in html
     assert html.count('class="card sample"') == 3 and "3 of 4 samples shown" in html
     assert "toy 0.1.0" in html and json.loads((tmp_path / "run" / "manifest.json").read_text())["weights"]["sha256"] in html
+
+
+def test_side_by_side_manifests_mark_what_differs(tmp_path, core):
+    one = make_run(tmp_path / "one", extra={"seed": 1})
+    two = make_run(tmp_path / "two", extra={"seed": 2})
+    code, out, err = core("show", one, two, "--out", tmp_path / "cmp" / "both.html")
+    assert code == 0, err
+    html = (tmp_path / "cmp" / "both.html").read_text()
+    assert '<tr class="differs"><th>seed</th><td>1</td><td>2</td></tr>' in html
+    assert "<tr><th>sampler</th><td>ddim</td><td>ddim</td></tr>" in html
+    assert '<a href="../one/samples/000000.txt">' in html  # links relative to where the report is
+
+
+def test_open_hands_the_report_to_the_browser_and_says_when_none_starts(tmp_path, core, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    run = make_run(tmp_path / "run")
+    code, out, err = core("show", run, "--open")
+    assert code == 0, err
+    assert opened == [(run / "report.html").resolve().as_uri()]
+    monkeypatch.setattr(webbrowser, "open", lambda url: False)
+    code, out, err = core("show", run, "--open")
+    assert out.strip() == str(run / "report.html")
+    assert_one_line_error(code, err, f"no web browser could be started; open {run / 'report.html'} yourself")
+
+
+def test_the_examples_of_docs_reports_run(tmp_path, core, monkeypatch):
+    import shlex
+
+    block = re.findall(r"```\n(.*?)```", (ROOT / "docs" / "reports.md").read_text(), re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    ran = 0
+    for line in block.splitlines():
+        args = shlex.split(line.split("#", 1)[0])
+        if not args or "--open" in args:
+            continue
+        assert args[0] == "core"
+        code, out, err = core(*args[1:])
+        assert code == 0, f"{line}: {err}"
+        ran += 1
+    assert ran == 5
+    for page in ("runs/north-east/report.html", "runs/compare.html", "runs/index.html", "runs/euler/report.html"):
+        assert (tmp_path / page).is_file(), page

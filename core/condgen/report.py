@@ -392,6 +392,13 @@ def _rows(shown: list[_Shown]) -> list[dict]:
     return list(rows.values())
 
 
+def _compared(shown: list[_Shown]) -> list[tuple[str, list[str], bool]]:
+    """Each manifest field with every run's value, and whether they differ (highlighted)."""
+    values = [dict(s.summary["fields"]) for s in shown]
+    keys = list(dict.fromkeys(k for s in shown for k, _ in s.summary["fields"]))
+    return [(k, [v.get(k, "") for v in values], len({v.get(k, "") for v in values}) > 1) for k in keys]
+
+
 def write_report(runs: list[Path], out: Path | None = None, max_samples: int = MAX_SAMPLES) -> Path:
     """Write the report of one or several run directories; returns its path. One run's
     report goes to ``RUN/report.html`` by default, several runs' to ``compare.html`` in
@@ -419,7 +426,7 @@ def _write_report(runs, out, max_samples) -> tuple[Path, list[_Shown]]:
     shown = [_show_run(run, renderer, assets / (f"{i}-{run.name}" if len(runs) > 1 else "run"), max_samples) for i, run in enumerate(runs)]
     html = _environment().get_template("report.html").render(
         runs=shown, rows=_rows(shown), title=" vs ".join(s.summary["title"] for s in shown), single=len(shown) == 1,
-        keys=list(dict.fromkeys(k for s in shown for k, _ in s.summary["fields"])),
+        fields=_compared(shown),
     )
     from condgen.outputs import write_text
 

@@ -48,5 +48,5 @@ def report(run):
                 parts.insert(0, condgen.ReportHtml(mesh_html(f"mesh-{prefix}-{sample.index}", vertices, triangles)))
         samples[sample.index] = parts
     if any(isinstance(p, condgen.ReportHtml) for parts in samples.values() for p in parts):
-        sections.append(condgen.ReportHtml(f'<script src="{plotly_js(run)}"></script>'))
+        sections.append(condgen.ReportHtml(f'<p>Drag a shape to turn it, scroll to zoom.</p><script src="{plotly_js(run)}"></script>'))
     return condgen.Report(sections=sections, samples=samples)

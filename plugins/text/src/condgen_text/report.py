@@ -16,5 +16,5 @@ def report(run):
         rows.append({"index": sample.index, "topic": record.get("topic", ""), "prompt": record.get("prompt", ""), "tokens": record.get("tokens", ""),
                      "perplexity": scores.get("base_perplexity", ""), "likeliest topic": likeliest,
                      "p(topic)": posterior.get(record.get("topic"), ""), "text": record.get("text", "")})
-        samples[sample.index] = [condgen.ReportText(record.get("text", "")), condgen.ReportMedia(sample.file)]
+        samples[sample.index] = [condgen.ReportText(record.get("text", ""))]
     return condgen.Report(sections=[condgen.ReportTable(rows, title="Texts and their scores")], samples=samples)

@@ -318,3 +318,28 @@ def test_the_examples_of_docs_reports_run(tmp_path, core, monkeypatch):
     assert ran == 5
     for page in ("runs/north-east/report.html", "runs/compare.html", "runs/index.html", "runs/euler/report.html"):
         assert (tmp_path / page).is_file(), page
+
+
+def test_a_large_manifest_is_read_only_as_far_as_the_samples_shown(tmp_path, core, monkeypatch):
+    """Past STREAM_BYTES the samples list of the manifest (as `core generate` streams it) is
+    decoded entry by entry up to --max-samples; the report is the same as from json.loads."""
+    from condgen import report
+    from condgen.outputs import RunDirectory
+
+    run = make_run(tmp_path / "run", n=30, conditions={"label": ["a", "b", "c"]}, extra={"ranks": 2})
+    manifest = json.loads((run / "manifest.json").read_text())
+    entries = manifest.pop("samples")
+    RunDirectory(run).write_manifest(manifest, samples=iter(entries))  # the streamed layout
+    assert core("show", run, "--max-samples", 5)[0] == 0
+    plain = (run / "report.html").read_text()
+    decoded = []
+    real_decode = json.JSONDecoder.raw_decode
+    monkeypatch.setattr(json.JSONDecoder, "raw_decode", lambda self, s, idx=0: decoded.append(idx) or real_decode(self, s, idx))
+    monkeypatch.setattr(report, "STREAM_BYTES", 100)
+    assert core("show", run, "--max-samples", 5)[0] == 0
+    assert len([idx for idx in decoded if idx > 0]) == 5  # five entries; the rest is json.loads of the manifest without its list
+    assert (run / "report.html").read_text() == plain
+    assert "<dt>ranks</dt><dd>2</dd>" in plain and "5 of 30 samples shown" in plain
+    (run / "samples" / "000029.txt").unlink()
+    code, _, err = core("show", run, "--max-samples", 5)
+    assert_one_line_error(code, err, "1 of 30 sample files are missing (samples/000029.txt)")

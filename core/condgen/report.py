@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,15 +142,17 @@ class ReportRun:
 
 def read_run(path: Path, max_samples: int = MAX_SAMPLES) -> tuple[dict, list[ReportSample], int]:
     """The manifest, the samples to show and the run's n; a one-line ``OutputError`` for
-    what is not a readable run of this condgen, or a finished run with missing files."""
+    what is not a readable run of this condgen, or a finished run with missing files.
+    Memory stays flat in n: a large manifest's samples list is read only as far as the
+    samples shown, and the sample folder is listed once, by name."""
     path = Path(path)
     if not path.is_dir():
         raise OutputError(f"{path} is not a run directory (no such folder); pass a folder `core generate` wrote")
     if not (path / MANIFEST).is_file():
         raise OutputError(f"{path} is not a run directory (no {MANIFEST}); pass a folder `core generate` wrote")
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = _load_manifest(path / MANIFEST, max_samples)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise OutputError(f"cannot read {path / MANIFEST} ({str(exc).splitlines()[0]}); it is not a condgen run manifest") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("request"), dict) or not manifest.get("generator"):
         raise OutputError(f"{path / MANIFEST} is not a condgen run manifest (no request or generator)")
@@ -158,26 +161,63 @@ def read_run(path: Path, max_samples: int = MAX_SAMPLES) -> tuple[dict, list[Rep
     n = manifest.get("n", request.get("n"))
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise OutputError(f"{path / MANIFEST} is not a condgen run manifest (n is {n!r})")
-    by_index = _files_by_index(path / SAMPLES)
+    folder = path / SAMPLES
+    names = {name for name in (os.listdir(folder) if folder.is_dir() else []) if not name.startswith(".")}
+    extensions = sorted({name.split(".", 1)[1] for name in names if "." in name})
+
+    def files_of(index: int) -> list[Path]:
+        return [folder / f"{index:06d}.{ext}" for ext in extensions if f"{index:06d}.{ext}" in names]
+
     listed = manifest.get("samples")
-    if isinstance(listed, list):  # a finished run lists every sample: each must be there
+    if isinstance(listed, list):  # a finished run lists every sample (the first ones read): each file must be there
         entries = [e for e in listed if isinstance(e, dict) and isinstance(e.get("index"), int) and isinstance(e.get("file"), str)]
-        missing = [e["file"] for e in entries if not (path / e["file"]).is_file()]
+        extension = Path(entries[0]["file"]).suffix.lstrip(".") if entries else str(request.get("format", ""))
+        missing = [f"{SAMPLES}/{i:06d}.{extension}" for i in range(n) if f"{i:06d}.{extension}" not in names]
         if missing:
-            raise OutputError(f"{path}: {len(missing)} of {len(entries)} sample files are missing ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); "
+            raise OutputError(f"{path}: {len(missing)} of {n} sample files are missing ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); "
                               f"restore them, or write them again with: core generate --resume --out {shlex.quote(str(path))}")
-        samples = [ReportSample(e["index"], path / e["file"], by_index.get(e["index"], [path / e["file"]]), dict(e.get("condition") or {}))
+        samples = [ReportSample(e["index"], path / e["file"], files_of(e["index"]) or [path / e["file"]], dict(e.get("condition") or {}))
                    for e in entries[:max_samples]]
     else:  # interrupted, failed or still running: the files on disk, conditions cycled as -c does
         conditions = request.get("conditions") if isinstance(request.get("conditions"), dict) else {}
         ext = request.get("format")
+        present = sorted({int(name.split(".", 1)[0]) for name in names if name.split(".", 1)[0].isdigit()})
         samples = []
-        for index in sorted(by_index)[:max_samples]:
-            files = by_index[index]
+        for index in present[:max_samples]:
+            files = files_of(index)
             main = next((f for f in files if f.suffix == f".{ext}"), files[0])
             condition = {k: v[index % len(v)] for k, v in conditions.items() if isinstance(v, list) and v}
             samples.append(ReportSample(index, main, files, condition))
     return manifest, samples, n
+
+
+#: Manifests past this size have their samples list read only as far as shown.
+STREAM_BYTES = 8 << 20
+_LIST_START = '\n  "samples": ['
+
+
+def _load_manifest(path: Path, keep: int) -> dict:
+    """``json.loads`` of the manifest, except that past ``STREAM_BYTES`` only the first
+    ``keep`` entries of its samples list are decoded (``RunDirectory.write_manifest``
+    streams that list one entry at a time at a fixed indentation, so its end is the
+    first line that is exactly its closing bracket)."""
+    text = path.read_text(encoding="utf-8")
+    start = text.find(_LIST_START)
+    if len(text) <= STREAM_BYTES or start < 0:
+        return json.loads(text)
+    decoder, at, entries = json.JSONDecoder(), start + len(_LIST_START), []
+    blank = re.compile(r"[\s,]*")
+    at = blank.match(text, at).end()
+    while len(entries) < keep and text[at] != "]":
+        entry, at = decoder.raw_decode(text, at)
+        entries.append(entry)
+        at = blank.match(text, at).end()
+    end = text.find("\n  ]", start)
+    if end < 0:
+        raise ValueError("the samples list does not end")
+    manifest = json.loads(text[:start] + '\n  "samples": []' + text[end + len("\n  ]"):])
+    manifest["samples"] = entries
+    return manifest
 
 
 def _check_version(path: Path, manifest: dict) -> None:
@@ -193,16 +233,6 @@ def _check_version(path: Path, manifest: dict) -> None:
     if newer:
         raise OutputError(f"{path} was written by condgen {written}, newer than this condgen {condgen.__version__}; "
                           "upgrade condgen (pip install -U condgen) to show it")
-
-
-def _files_by_index(folder: Path) -> dict[int, list[Path]]:
-    found: dict[int, list[Path]] = {}
-    if folder.is_dir():
-        for entry in sorted(folder.iterdir()):
-            stem = entry.name.split(".", 1)[0]
-            if stem.isdigit() and entry.is_file() and not entry.name.startswith("."):
-                found.setdefault(int(stem), []).append(entry)
-    return found
 
 
 # -- turning parts into what the template renders ----------------------------------------

@@ -343,3 +343,22 @@ def test_a_large_manifest_is_read_only_as_far_as_the_samples_shown(tmp_path, cor
     (run / "samples" / "000029.txt").unlink()
     code, _, err = core("show", run, "--max-samples", 5)
     assert_one_line_error(code, err, "1 of 30 sample files are missing (samples/000029.txt)")
+
+
+def test_parts_of_the_wrong_kind_fall_back_to_the_default_view(tmp_path, plugin_site, core):
+    plugin_site.add("broken", BROKEN.replace('raise RuntimeError("the plugin\'s bug")', 'return condgen.Report(sections=["not a part"])'))
+    run = make_run(tmp_path / "run", plugin="broken", generator="broken")
+    code, out, err = core("show", run)
+    assert code == 0, err
+    html = (run / "report.html").read_text()
+    assert "report returned TypeError: a report part must be ReportMedia, ReportTable, ReportText or ReportHtml, not str" in html
+    assert "sample 1</pre>" in html
+
+
+def test_a_relative_media_path_is_the_runs_file(tmp_path, plugin_site, core):
+    plugin_site.add("broken", BROKEN.replace('raise RuntimeError("the plugin\'s bug")', 'return condgen.Report(samples={0: [condgen.ReportMedia("samples/000000.png", caption="mine")]})'))
+    run = make_run(tmp_path / "run", plugin="broken", generator="broken", files={"png": png_bytes()})
+    assert core("show", run)[0] == 0
+    html = (run / "report.html").read_text()
+    assert '<img class="sample" src="samples/000000.png" alt="mine"><figcaption>mine</figcaption>' in html
+    assert '<img class="sample" src="samples/000001.png" alt="000001.png">' in html  # sample 1 keeps the default view

@@ -46,7 +46,8 @@ PARTIAL = {"interrupted", "failed", "running"}
 
 @dataclass
 class ReportMedia:
-    """A file (of the run, or written under ``run.asset(...)``) shown by its extension:
+    """A file (of the run — a relative path is taken from the run directory — or written
+    under ``run.asset(...)``) shown by its extension:
     ``<img>``, ``<video>``, ``<audio>``, a table for CSV, short text inline, else a link."""
 
     path: str | os.PathLike
@@ -248,7 +249,8 @@ class _Renderer:
         rel = os.path.relpath(Path(path).resolve(), self.report_dir.resolve())
         return quote(Path(rel).as_posix())
 
-    def part(self, part) -> dict:
+    def part(self, part, run_dir: Path) -> dict:
+        """A plugin's part; a ``ReportMedia`` path that is relative is the run's file."""
         if isinstance(part, ReportTable):
             columns = part.columns or list(dict.fromkeys(k for row in part.rows for k in row))
             return {"type": "table", "title": part.title, "columns": columns, "sortable": part.sortable,
@@ -260,7 +262,7 @@ class _Renderer:
 
             return {"type": "html", "title": part.title, "html": Markup(part.html)}
         if isinstance(part, ReportMedia):
-            return self.media(Path(part.path), part.caption)
+            return self.media(Path(run_dir) / part.path, part.caption)
         raise TypeError(f"a report part must be ReportMedia, ReportTable, ReportText or ReportHtml, not {type(part).__name__}")
 
     def media(self, path: Path, caption: str = "") -> dict:
@@ -278,7 +280,7 @@ class _Renderer:
             if rows is not None and len(rows) == 1 and caption == "":  # one sample's row: its values, compactly
                 return {"type": "record", "pairs": [(k, _cell(parse_number(v))) for k, v in rows[0].items()], **shown}
             if rows is not None:
-                table = self.part(ReportTable(rows[:TABLE_ROWS], title=caption or path.name))
+                table = self.part(ReportTable(rows[:TABLE_ROWS], title=caption or path.name), path.parent)
                 return {**table, "href": shown["href"], "name": path.name, "more": max(0, len(rows) - TABLE_ROWS)}
         if ext in TEXT and size <= INLINE_BYTES:
             try:
@@ -392,13 +394,16 @@ def _show_run(path: Path, renderer: _Renderer, assets: Path, max_samples: int) -
     manifest, samples, n = read_run(path, max_samples)
     run = ReportRun(path, manifest, samples, assets, n, href=renderer.href)
     report, note = _plugin_report(manifest, run)
-    report = report or Report()
-    sections = [renderer.part(p) for p in report.sections]
+    try:
+        sections = [renderer.part(p, path) for p in (report.sections if report else [])]
+        own = {i: [renderer.part(p, path) for p in parts] for i, parts in (report.samples.items() if report else [])}
+    except (TypeError, ValueError, OSError) as exc:  # parts the plugin got wrong: its fault, shown as such
+        sections, own = [], {}
+        note = f"plugin {manifest.get('plugin')!r} (generator {manifest.get('generator')}): report returned {describe(exc)}; report it to the plugin's authors. The default view is shown"
     files = [renderer.media(f) for f in run.files]
     cells, conditions = {}, {}
     for sample in samples:
-        parts = report.samples.get(sample.index)
-        cells[sample.index] = [renderer.part(p) for p in parts] if parts is not None else [renderer.media(f) for f in sample.files]
+        cells[sample.index] = own[sample.index] if sample.index in own else [renderer.media(f) for f in sample.files]
         conditions[sample.index] = sample.condition
     images = [f["path"] for f in files if f["type"] == "image"] + [c["path"] for s in cells.values() for c in s if c["type"] == "image"]
     summary = _summary(path, manifest, str(path))

@@ -248,12 +248,17 @@ def register_generators(register):
 '''
 
 
-def test_a_report_that_raises_falls_back_to_the_default_view_naming_the_plugin(tmp_path, plugin_site, core):
-    plugin_site.add("broken", BROKEN)
-    run = make_run(tmp_path / "run", plugin="broken", generator="broken")
-    code, out, err = core("show", run)
+def show_with_report(tmp_path, plugin_site, core, body: str = 'raise RuntimeError("the plugin\'s bug")', **run) -> str:
+    """The report of a hand-made run of plugin 'broken', whose ``report`` does ``body``."""
+    plugin_site.add("broken", BROKEN.replace('raise RuntimeError("the plugin\'s bug")', body))
+    path = make_run(tmp_path / "run", plugin="broken", generator="broken", **run)
+    code, out, err = core("show", path)
     assert code == 0, err
-    html = (run / "report.html").read_text()
+    return (path / "report.html").read_text()
+
+
+def test_a_report_that_raises_falls_back_to_the_default_view_naming_the_plugin(tmp_path, plugin_site, core):
+    html = show_with_report(tmp_path, plugin_site, core)
     assert "plugin &#39;broken&#39; (generator broken): report raised RuntimeError: the plugin&#39;s bug" in html
     assert "sample 1</pre>" in html
 
@@ -346,19 +351,13 @@ def test_a_large_manifest_is_read_only_as_far_as_the_samples_shown(tmp_path, cor
 
 
 def test_parts_of_the_wrong_kind_fall_back_to_the_default_view(tmp_path, plugin_site, core):
-    plugin_site.add("broken", BROKEN.replace('raise RuntimeError("the plugin\'s bug")', 'return condgen.Report(sections=["not a part"])'))
-    run = make_run(tmp_path / "run", plugin="broken", generator="broken")
-    code, out, err = core("show", run)
-    assert code == 0, err
-    html = (run / "report.html").read_text()
+    html = show_with_report(tmp_path, plugin_site, core, 'return condgen.Report(sections=["not a part"])')
     assert "report returned TypeError: a report part must be ReportMedia, ReportTable, ReportText or ReportHtml, not str" in html
     assert "sample 1</pre>" in html
 
 
 def test_a_relative_media_path_is_the_runs_file(tmp_path, plugin_site, core):
-    plugin_site.add("broken", BROKEN.replace('raise RuntimeError("the plugin\'s bug")', 'return condgen.Report(samples={0: [condgen.ReportMedia("samples/000000.png", caption="mine")]})'))
-    run = make_run(tmp_path / "run", plugin="broken", generator="broken", files={"png": png_bytes()})
-    assert core("show", run)[0] == 0
-    html = (run / "report.html").read_text()
+    html = show_with_report(tmp_path, plugin_site, core, 'return condgen.Report(samples={0: [condgen.ReportMedia("samples/000000.png", caption="mine")]})',
+                            files={"png": png_bytes()})
     assert '<img class="sample" src="samples/000000.png" alt="mine"><figcaption>mine</figcaption>' in html
     assert '<img class="sample" src="samples/000001.png" alt="000001.png">' in html  # sample 1 keeps the default view

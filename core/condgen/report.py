@@ -154,14 +154,14 @@ def read_run(path: Path, max_samples: int = MAX_SAMPLES) -> tuple[dict, list[Rep
     try:
         manifest = _load_manifest(path / MANIFEST, max_samples)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise OutputError(f"cannot read {path / MANIFEST} ({str(exc).splitlines()[0]}); it is not a condgen run manifest") from None
+        raise OutputError(f"cannot read {path / MANIFEST} ({str(exc).splitlines()[0]}); it is not a condgen run manifest, pass a folder `core generate` wrote") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("request"), dict) or not manifest.get("generator"):
-        raise OutputError(f"{path / MANIFEST} is not a condgen run manifest (no request or generator)")
+        raise OutputError(f"{path / MANIFEST} is not a condgen run manifest (no request or generator); pass a folder `core generate` wrote")
     _check_version(path, manifest)
     request = manifest["request"]
     n = manifest.get("n", request.get("n"))
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise OutputError(f"{path / MANIFEST} is not a condgen run manifest (n is {n!r})")
+        raise OutputError(f"{path / MANIFEST} is not a condgen run manifest (n is {n!r}); pass a folder `core generate` wrote")
     folder = path / SAMPLES
     names = {name for name in (os.listdir(folder) if folder.is_dir() else []) if not name.startswith(".")}
     extensions = sorted({name.split(".", 1)[1] for name in names if "." in name})
@@ -230,7 +230,7 @@ def _check_version(path: Path, manifest: dict) -> None:
     try:
         newer = Version(str(written)) > Version(condgen.__version__)
     except InvalidVersion:
-        raise OutputError(f"{path / MANIFEST} is not a condgen run manifest (condgen_version {written!r})") from None
+        raise OutputError(f"{path / MANIFEST} is not a condgen run manifest (condgen_version {written!r}); pass a folder `core generate` wrote") from None
     if newer:
         raise OutputError(f"{path} was written by condgen {written}, newer than this condgen {condgen.__version__}; "
                           "upgrade condgen (pip install -U condgen) to show it")

@@ -361,3 +361,15 @@ def test_a_relative_media_path_is_the_runs_file(tmp_path, plugin_site, core):
                             files={"png": png_bytes()})
     assert '<img class="sample" src="samples/000000.png" alt="mine"><figcaption>mine</figcaption>' in html
     assert '<img class="sample" src="samples/000001.png" alt="000001.png">' in html  # sample 1 keeps the default view
+
+
+def test_a_hand_edited_manifest_with_odd_values_still_shows(tmp_path, core):
+    run = make_run(tmp_path / "runs" / "odd", extra={"sampler": "ddim", "weights": [], "timings": 3, "guidance": "cfg=2"})
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["request"]["conditions"] = {"label": "a"}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = core("gallery", tmp_path / "runs")
+    assert code == 0, err
+    html = (run / "report.html").read_text()
+    assert "<dt>conditions</dt><dd>label=a</dd>" in html and "<dt>guidance</dt><dd>none</dd>" in html
+    assert "<tr><th>plugin</th><td>nowhere 0.1.0</td></tr>" in (tmp_path / "runs" / "index.html").read_text()

@@ -346,7 +346,7 @@ def _environment():
 
 def _summary(path: Path, manifest: dict, shown_path: str) -> dict:
     """The manifest in readable form: what produced the run, how and how far it got."""
-    request, sampler, weights = manifest.get("request", {}), manifest.get("sampler") or {}, manifest.get("weights") or {}
+    request, sampler, weights, timings = (_mapping(manifest.get(key)) for key in ("request", "sampler", "weights", "timings"))
     status = str(manifest.get("status", "unknown"))
     n, completed = manifest.get("n", request.get("n")), manifest.get("completed")
     fields = [
@@ -356,15 +356,15 @@ def _summary(path: Path, manifest: dict, shown_path: str) -> dict:
         ("weights sha256", weights.get("sha256") or request.get("weights_sha256") or "none"),
         ("sampler", f"{sampler.get('name', request.get('sampler', ''))}" + (f" {json.dumps(sampler.get('options'))}" if sampler.get("options") else "")),
         ("steps", sampler.get("steps", request.get("steps", ""))),
-        ("guidance", ", ".join(manifest.get("guidance") or request.get("guidance") or []) or "none"),
+        ("guidance", ", ".join(map(str, _listed(manifest.get("guidance")) or _listed(request.get("guidance")))) or "none"),
         ("seed", manifest.get("seed", request.get("seed", ""))),
-        ("conditions", "; ".join(f"{k}={','.join(map(str, v))}" for k, v in (request.get("conditions") or {}).items()) or "none"),
+        ("conditions", "; ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in _mapping(request.get("conditions")).items()) or "none"),
         ("samples", f"{completed} of {n}" if completed is not None else n),
         ("format", request.get("format", "")),
         ("device", f"{manifest.get('device', '')} {manifest.get('dtype', '')}".strip() + (" compiled" if manifest.get("compiled") else "")),
         ("ranks", manifest.get("ranks", 1)),
         ("NFE per sample", manifest.get("nfe", "")),
-        ("timings", ", ".join(f"{k} {v}" for k, v in (manifest.get("timings") or {}).items())),
+        ("timings", ", ".join(f"{k} {v}" for k, v in timings.items())),
         ("versions", f"condgen {manifest.get('condgen_version', '?')}, torch {manifest.get('torch_version', '?')}"),
         ("status", status),
     ]
@@ -373,8 +373,17 @@ def _summary(path: Path, manifest: dict, shown_path: str) -> dict:
         "path": shown_path, "name": path.name, "status": status, "partial": partial, "error": manifest.get("error", ""),
         "completed": completed, "n": n, "fields": [(k, str(v)) for k, v in fields],
         "resume": f"core generate --resume --out {shlex.quote(str(path))}" if partial else "",
-        "title": f"{manifest.get('generator', '?')} · {sampler.get('name', '')} · {', '.join(manifest.get('guidance') or []) or 'no guidance'}",
+        "title": f"{manifest.get('generator', '?')} · {sampler.get('name', '')} · {', '.join(map(str, _listed(manifest.get('guidance')))) or 'no guidance'}",
     }
+
+
+def _mapping(value) -> dict:
+    """A manifest value that should be an object, or {} (a hand-edited manifest still shows)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else []
 
 
 @dataclass
@@ -493,14 +502,12 @@ def write_gallery(folder: Path, max_samples: int = MAX_SAMPLES) -> tuple[Path, l
             skipped.append(str(exc))
             cards.append({"href": None, "error": str(exc), "name": str(run.relative_to(folder))})
             continue
-        manifest = shown.manifest
+        fields = dict(shown.summary["fields"])
         cards.append({
             "href": renderer.href(report), "name": str(run.relative_to(folder)), "summary": shown.summary,
             "thumbnail": renderer.href(Path(shown.thumbnail)) if shown.thumbnail else None,
-            "plugin": manifest.get("plugin", ""), "generator": manifest.get("generator", ""),
-            "conditions": "; ".join(f"{k}={','.join(map(str, v))}" for k, v in (manifest["request"].get("conditions") or {}).items()) or "none",
-            "sampler": f"{(manifest.get('sampler') or {}).get('name', '')} x{(manifest.get('sampler') or {}).get('steps', '')}",
-            "guidance": ", ".join(manifest.get("guidance") or []) or "none",
+            "plugin": fields["plugin"], "generator": fields["generator"], "conditions": fields["conditions"],
+            "sampler": f"{fields['sampler']} x{fields['steps']}", "guidance": fields["guidance"],
         })
     html = _environment().get_template("gallery.html").render(cards=cards, title=f"condgen runs in {folder.name or folder}")
     from condgen.outputs import write_text

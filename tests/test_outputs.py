@@ -1,8 +1,11 @@
 """Run-directory writing that must not depend on n: the streamed manifest and samples.csv
-are byte for byte what writing them whole gives."""
+are byte for byte what writing them whole gives; a writer's companion files and resume."""
 
 import json
 
+import pytest
+
+from condgen.errors import OutputError
 from condgen.outputs import CsvWriter, LazySequence, RunDirectory
 
 
@@ -30,3 +33,16 @@ def test_samples_csv_written_row_by_row_from_a_lazy_sequence(tmp_path):
     (path,) = CsvWriter().write_collection(tmp_path, list(range(10, 17)), lazy)
     assert path.read_text() == expected and reads == list(range(7))
     assert lazy[2:4] == rows[2:4] and len(lazy) == 7 and list(lazy) == rows
+
+
+def test_resume_accepts_a_writers_companions_and_still_refuses_other_files(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    (run.path / "samples").mkdir(parents=True)
+    for name in ("000000.gif", "000000.mp4", "000000.npy", "000001.mp4"):  # 1's GIF never landed: a killed write
+        (run.path / "samples" / name).write_bytes(b"x")
+    run.check_samples_for_resume("gif", 4, ("mp4", "npy"))
+    with pytest.raises(OutputError, match="000000.mp4 is not a .gif sample of this run; remove it"):
+        run.check_samples_for_resume("gif", 4)
+    (run.path / "samples" / "000002.wav").write_bytes(b"RIFF")
+    with pytest.raises(OutputError, match=r"000002.wav is not a .gif sample of this run or a .mp4, .npy beside one"):
+        run.check_samples_for_resume("gif", 4, ("mp4", "npy"))

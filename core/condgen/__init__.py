@@ -71,7 +71,9 @@ _LAZY = {
     "BudgetPlan": "condgen.training",
     "ema_update": "condgen.training",
     "DataParallel": "condgen.training",
-    # Added in plugin API 1.3: what Generator.report returns and receives (core show).
+    # Added in plugin API 1.3.
+    "frechet_distance": "condgen.statistics",
+    # Also 1.3: what Generator.report returns and receives (core show).
     "Report": "condgen.report",
     "ReportRun": "condgen.report",
     "ReportSample": "condgen.report",

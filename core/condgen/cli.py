@@ -443,7 +443,7 @@ def _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sa
                       "run directory": run_path(run_dir.path), "resume": resume})
     if ranks.main:
         if resume:
-            run_dir.check_samples_for_resume(session.writer.extension, n)
+            run_dir.check_samples_for_resume(session.writer.extension, n, tuple(session.writer.companions))
         run_dir.create(resume=resume)  # only now: a bad sampler, guidance or weights file writes nothing
     condition_files = condition_files if resume else _keep_tensor_conditions(run_dir, gen, parsed) if ranks.main else {}
     if resume:

@@ -58,11 +58,14 @@ class Writer:
 
     ``write_collection`` (optional) writes files about all samples together, e.g. one
     CSV with every row. Subclasses set ``format`` (the name used by ``--format``) and
-    ``extension``.
+    ``extension``; ``companions`` lists the extensions of files ``write`` puts beside
+    each sample file under the same name (``000003.mp4`` beside ``000003.gif``), written
+    before it, so a sample file on disk means its companions are whole.
     """
 
     format = ""
     extension = ""
+    companions: tuple[str, ...] = ()
     summary = ""
 
     def write(self, sample: Any, path: Path) -> None:
@@ -303,10 +306,12 @@ class RunDirectory:
             raise OutputError(f"{where} (condition_files is not an object); start a new run")
         return manifest
 
-    def check_samples_for_resume(self, extension: str, n: int) -> None:
+    def check_samples_for_resume(self, extension: str, n: int, companions: tuple[str, ...] = ()) -> None:
         """Refuse a directory whose sample files cannot all be this run's: another format
         (another generator's files), indices past n, empty files or folders. Stale
-        temporary files of a killed write are ours and safe to sweep."""
+        temporary files of a killed write are ours and safe to sweep. ``companions``: the
+        writer's extensions of files beside each sample (a resume rewrites a sample's
+        companions with it)."""
         folder = self.path / SAMPLES
         if not folder.is_dir():
             return
@@ -316,8 +321,9 @@ class RunDirectory:
                 continue
             stem, dot, ext = entry.name.partition(".")
             problem = None
-            if not (stem.isdigit() and dot and ext == extension):
-                problem = f"{entry.name} is not a .{extension} sample of this run"
+            if not (stem.isdigit() and dot and (ext == extension or ext in companions)):
+                beside = f" or a {', '.join('.' + c for c in companions)} beside one" if companions else ""
+                problem = f"{entry.name} is not a .{extension} sample of this run{beside}"
             elif int(stem) >= n:
                 problem = f"{entry.name} is past the run's n={n}"
             elif not entry.is_file():

@@ -322,6 +322,8 @@ def check_writer_round_trip(generator, directory: Path, condition: dict, *, n: i
         for index, sample in enumerate(run.samples):
             path = folder / f"{index:06d}.{writer.extension}"
             writer.write(sample, path)
+            absent = [c for c in getattr(writer, "companions", ()) if not path.with_suffix(f".{c}").is_file()]
+            assert not absent, f"format {fmt!r} declares companions {absent} but wrote no {path.stem}.{absent[0]} beside {path.name}"
             back = writer.read(path)
             if fmt in lossy:
                 writer.write(back, path)
@@ -373,7 +375,8 @@ def cli_generate(generator, directory: Path, condition: dict, *, n: int = 4, ste
     assert code == 0, f"core {' '.join(map(str, args))} failed:\n{err}"
     assert out.strip().splitlines()[-1] == str(run_dir), out
     samples = sorted((run_dir / "samples").iterdir())
-    assert len(samples) == n, f"expected {n} sample files, found {[p.name for p in samples]}"
+    names = {p.name.partition(".")[0] for p in samples}  # a sample file and its writer's companions share a name
+    assert len(names) == n, f"expected {n} samples, found the files {[p.name for p in samples]}"
     return run_dir
 
 
@@ -406,10 +409,12 @@ def check_resume(generator, directory: Path, condition: dict, *, n: int = 6, ste
     manifest = json.loads(manifest_path.read_text())
     files = sorted((run_dir / "samples").iterdir())
     before = {f.name: f.read_bytes() for f in files}
-    kept = files[: n // 2]
+    first_half = sorted({f.name.partition(".")[0] for f in files})[: n // 2]  # a sample and its companions share a name
+    kept = [f for f in files if f.name.partition(".")[0] in first_half]
     kept_times = {f.name: f.stat().st_mtime_ns for f in kept}
-    for f in files[n // 2:]:  # as a Ctrl-C after the first half would leave the run
-        f.unlink()
+    for f in files:  # as a Ctrl-C after the first half would leave the run
+        if f not in kept:
+            f.unlink()
     for name in manifest["files"]:
         (run_dir / name).unlink(missing_ok=True)
     manifest_path.write_text(json.dumps({**manifest, "status": "interrupted", "completed": len(kept)}))

@@ -13,7 +13,7 @@ from condgen.testing import assert_one_line_error, invoke_core
 
 from condgen_crystals import data
 from condgen_crystals.structures import check_skeleton, realise, skeleton_from_tokens
-from condgen_crystals.train import collate, encode_crystals, make_model, train
+from condgen_crystals.train import ARCH, collate, encode_crystals, make_model, train
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,68 @@ def test_a_short_training_run_lowers_the_validation_loss(tmp_path):
     assert result["validation_nll_after"] < result["validation_nll_before"] - 0.1
     ck = condgen.load_checkpoint(tmp_path / "w.safetensors")
     assert ck.config["trained"]["steps"] == 25 and "table.allowed" in ck.tensors
+
+
+def test_composition_of_the_completed_sites(model):
+    # Fm-3m: Na@4a, Cl@4b, Cl@24d and an absent row; per site its element's atoms, distinct elements
+    na, cl = model.elements.index("Na"), model.elements.index("Cl")
+    el = torch.tensor([[na, cl, cl, na]])
+    mult = torch.tensor([[4, 4, 24, 8]])
+    present = torch.tensor([[True, True, True, False]])
+    atoms, element_atoms, species, divisor = model.composition(el, mult, present)
+    assert atoms.tolist() == [[4, 4, 24, 0]]
+    assert element_atoms[0, :3].tolist() == [4, 28, 28]
+    assert species.tolist() == [2]
+    assert divisor.tolist() == [4]  # Na4Cl28: reduced formula NaCl7
+    assert (element_atoms[0, :3] // divisor).tolist() == [1, 7, 7]
+    assert [t.tolist() for t in model.composition(el, mult, torch.zeros_like(present))[2:]] == [[0], [1]]
+
+
+def test_composition_features_keep_the_set_order_free_and_see_the_elements():
+    model, _ = make_model({**ARCH, "composition": True})
+    model.eval()
+    for table in (model.composition_feature, model.query_atoms, model.query_species, model.query_element_atoms, model.formula_feature, model.query_formula):
+        torch.nn.init.normal_(table.weight)  # as if trained (they start at zero)
+    o, ti, sr = (model.elements.index(e) for e in ("O", "Ti", "Sr"))
+    sites = [(o, model.site_symmetries.index("1"), 0), (ti, model.site_symmetries.index("-1"), 0), (o, model.site_symmetries.index("-1"), 1)]
+    reference = model.next_site_logits(1, sites)
+    for order in ([2, 0, 1], [1, 2, 0]):
+        torch.testing.assert_close(model.next_site_logits(1, [sites[i] for i in order]), reference, atol=1e-4, rtol=1e-4)
+    for table in (model.composition_feature, model.query_atoms, model.query_species, model.query_element_atoms, model.formula_feature, model.query_formula):
+        torch.nn.init.zeros_(table.weight)
+    assert not torch.allclose(model.next_site_logits(1, sites), reference, atol=1e-3)  # the features reach the output
+
+
+def _composition_checkpoint_without_its_tables(tmp_path):
+    ck = condgen.load_checkpoint(condgen.load("crystals").weights)
+    assert not any(k.startswith(("composition_feature", "formula_feature", "query_")) for k in ck.tensors)  # shipped: no composition features
+    path = tmp_path / "broken.safetensors"
+    condgen.save_checkpoint(path, ck.tensors, {**ck.config, "composition": True}, generator="crystals")
+    return path
+
+
+def test_weights_that_lack_the_tensors_their_config_asks_for_get_one_line(tmp_path):
+    broken = _composition_checkpoint_without_its_tables(tmp_path)
+    with pytest.raises(condgen.CheckpointError, match="lack tensors their config asks for"):
+        condgen.load("crystals").load_model(str(broken))
+    out = tmp_path / "run"
+    code, _, err = invoke_core("generate", "--plugin", "crystals", "-n", "1", "--weights", str(broken), "--out", str(out))
+    assert_one_line_error(code, err)
+    assert "lack tensors their config asks for" in err and not out.exists()
+
+
+def test_a_warm_start_begins_where_the_earlier_weights_were(tmp_path):
+    old = condgen.load("crystals").weights  # without composition features
+    fresh = train(tmp_path / "a.safetensors", steps=1, limit=300, batch_size=16, seed=0, arch={**ARCH, "composition": True})
+    warm = train(tmp_path / "b.safetensors", steps=1, limit=300, batch_size=16, seed=0, init=old, copies=4, arch={**ARCH, "composition": True})
+    assert warm["validation_nll_before"] < fresh["validation_nll_before"] - 0.5
+    trained = {name: condgen.load_checkpoint(tmp_path / name).config["trained"] for name in ("a.safetensors", "b.safetensors")}
+    assert trained["b.safetensors"]["warm_start"]["new"] == ["composition_feature", "formula_feature", "query_atoms", "query_element_atoms", "query_formula", "query_species"]
+    # four decorations of each training skeleton instead of two; the validation crystals are the same
+    assert trained["b.safetensors"]["train_crystals"] > 1.8 * trained["a.safetensors"]["train_crystals"]
+    assert trained["b.safetensors"]["decorations_per_skeleton"] == 4
+    model = condgen.load("crystals").load_model(str(tmp_path / "b.safetensors"))[0]
+    assert model.composition_on  # the config says so and the generator builds it
 
 
 def test_collate_pads_and_masks():

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from condgen import frechet_distance
 
 from condgen_audio import data
 
@@ -150,21 +151,6 @@ def embed_waves(waves: torch.Tensor, batch: int = 256) -> tuple[np.ndarray, np.n
     model = load_classifier()
     parts = [model.embed(data.log_mel(waves[i:i + batch])) for i in range(0, len(waves), batch)]
     return torch.cat([f for f, _ in parts]).double().numpy(), torch.cat([l.argmax(1) for _, l in parts]).numpy()
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of Gaussian fits to rows of a, b."""
-    from scipy import linalg
-
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root = linalg.sqrtm(cov_a @ cov_b)
-        if not np.isfinite(root).all():
-            offset = np.eye(len(cov_a)) * 1e-6
-            root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root.real))
 
 
 def digit_metrics(generator, samples, conditions) -> dict:

@@ -119,7 +119,11 @@ class CrystalsGenerator(condgen.Generator):
             raise ValueError("checkpoint holds no Wyckoff tables (table.allowed, table.multiplicity, table.dof, table.index)")
         tables = {k: (v.bool() if k == "allowed" else v.long()) for k, v in tables.items()}
         arch = {k: config[k] for k in ("elements", "site_symmetries", "enumerations", "max_sites", "max_atoms", "d_model", "layers", "heads", "dropout")}
-        model = WyckoffTransformer(tables=tables, **arch)
+        model = WyckoffTransformer(tables=tables, composition=bool(config.get("composition", False)), **arch)
+        missing = sorted({k.split(".")[0] for k in model.state_dict()} - {k.split(".")[0] for k in tensors})
+        if missing:
+            raise condgen.CheckpointError(f"these crystals weights lack tensors their config asks for (no {', '.join(missing)}); "
+                                          "use the weights shipped with this version or retrain (python -m condgen_crystals.train)")
         model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("table.")})
         model.eval()
         model.enforce_site_rules = self.enforce_site_rules

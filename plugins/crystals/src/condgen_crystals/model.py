@@ -8,12 +8,15 @@ in the paper's cascade: element (or STOP), then site symmetry, then enumeration.
 
 The network is a Transformer *encoder without positional encoding*. Its input is the
 space-group token, one token per completed site (the sum of its element, site-symmetry
-and enumeration embeddings) and one query token that carries the stage and the parts of
-the current site drawn so far. The sites attend to each other (not to the query); the
-query attends to everything, and the head of its stage reads its output. With no
-position anywhere, permuting the completed sites permutes the encoder's rows and leaves
-the query's output, hence the next-token distribution, unchanged: the order of sites
-carries no meaning.
+and enumeration embeddings and its multiplicity) and one query token that carries the
+stage and the parts of the current site drawn so far. Optionally (``composition=True``)
+the sites and the query also carry the composition so far: per site its element's atoms
+per cell and reduced-formula count over all completed sites; on the query the atoms,
+distinct elements, and the drawn element's counts. The sites attend to each other (not
+to the query); the query attends to everything, and the head of its stage reads its
+output. With no position anywhere, permuting the completed sites permutes the encoder's
+rows and leaves the query's output, hence the next-token distribution, unchanged: the
+order of sites carries no meaning.
 
 Site symmetries and enumerations that do not exist in the requested group get a large
 negative logit (the token means nothing there), and so does a position without free
@@ -32,6 +35,7 @@ import torch
 from torch import nn
 
 STOP = 0
+FORMULA_CAP = 48  # reduced-formula counts above this share the last index
 NEG = -1e9  # finite, so CFG's difference of two masked branches stays 0 (not NaN)
 
 
@@ -39,7 +43,7 @@ class WyckoffTransformer(nn.Module):
     kind = "autoregressive"
 
     def __init__(self, elements: list[str], site_symmetries: list[str], enumerations: int, tables: dict, max_sites: int = 20,
-                 d_model: int = 128, layers: int = 3, heads: int = 4, dropout: float = 0.1, max_atoms: int = 80):
+                 d_model: int = 128, layers: int = 3, heads: int = 4, dropout: float = 0.1, max_atoms: int = 80, composition: bool = False):
         super().__init__()
         self.elements, self.site_symmetries = list(elements), list(site_symmetries)
         self.E, self.S, self.K = len(self.elements), len(self.site_symmetries), int(enumerations)
@@ -57,6 +61,9 @@ class WyckoffTransformer(nn.Module):
         # the site's multiplicity in the group (an engineered feature, as in the authors' tokeniser:
         # a function of group, site symmetry and enumeration; index 0 when the group is unknown)
         self.multiplicity_feature = nn.Embedding(int(self.multiplicity.max()) + 1, d_model)
+        self.composition_on = bool(composition)  # optional composition features (the shipped weights have none)
+        if self.composition_on:
+            self._composition_tables(d_model)
         self.stage = nn.Embedding(3, d_model)
         layer = nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -64,6 +71,25 @@ class WyckoffTransformer(nn.Module):
         self.heads = nn.ModuleList([nn.Linear(d_model, 1 + self.E), nn.Linear(d_model, self.S), nn.Linear(d_model, self.K)])
         self._reach_cache: dict = {}
         self.enforce_site_rules = True  # mask reuse of positions without free parameters (False: the raw model)
+
+    def _composition_tables(self, d_model):
+        """Composition so far, functions of the set of completed sites (so still order-free), in
+        the spirit of the authors' token-count features: on each site, its element's atoms per
+        cell over all completed sites; on the query, the atoms and distinct elements so far and
+        (once the element is drawn) that element's atoms so far. Counts above max_atoms share the
+        last index. Zero-initialised, so a network warm-started from weights without them starts
+        out computing what those weights did."""
+        max_atoms, max_sites = self.max_atoms, self.max_sites
+        self.composition_feature = nn.Embedding(max_atoms + 2, d_model)
+        self.query_atoms = nn.Embedding(max_atoms + 2, d_model)
+        self.query_species = nn.Embedding(max_sites + 1, d_model)
+        self.query_element_atoms = nn.Embedding(max_atoms + 2, d_model)
+        # the same per element in the reduced formula of the completed sites (counts divided by their
+        # greatest common divisor: Na8S16 -> NaS2), the scale on which charge balance is decided
+        self.formula_feature = nn.Embedding(FORMULA_CAP + 1, d_model)
+        self.query_formula = nn.Embedding(FORMULA_CAP + 1, d_model)
+        for table in (self.composition_feature, self.query_atoms, self.query_species, self.query_element_atoms, self.formula_feature, self.query_formula):
+            nn.init.zeros_(table.weight)
 
     # --- the network -------------------------------------------------------------------
 
@@ -75,7 +101,16 @@ class WyckoffTransformer(nn.Module):
         el, ss, en = el.clamp(0, self.E - 1), ss.clamp(0, self.S - 1), en.clamp(0, self.K - 1)  # absent sites and STOP rows
         mult = torch.where(group[:, None] >= 0, self.multiplicity[group.clamp(min=0)[:, None], ss, en], 0)
         sites = self.element(el) + self.symmetry(ss) + self.enumeration(en) + self.multiplicity_feature(mult)
-        query = self.stage(q_stage) + (q_stage >= 1)[..., None] * self.element(q_el.clamp(0, self.E - 1)) + (q_stage >= 2)[..., None] * self.symmetry(q_ss.clamp(0, self.S - 1))
+        q_el = q_el.clamp(0, self.E - 1)
+        query = self.stage(q_stage) + (q_stage >= 1)[..., None] * self.element(q_el) + (q_stage >= 2)[..., None] * self.symmetry(q_ss.clamp(0, self.S - 1))
+        if self.composition_on:
+            top = self.max_atoms + 1
+            atoms, element_atoms, species, divisor = self.composition(el, mult, present)
+            sites = sites + self.composition_feature(element_atoms.clamp(max=top)) + self.formula_feature((element_atoms // divisor[:, None]).clamp(max=FORMULA_CAP))
+            q_atoms = ((el[:, None, :] == q_el[:, :, None]) * atoms[:, None, :]).sum(-1)  # [B, Q]: the drawn element's atoms so far
+            q_formula = self.query_formula((q_atoms // divisor[:, None]).clamp(max=FORMULA_CAP))
+            query = (query + (q_stage >= 1)[..., None] * (self.query_element_atoms(q_atoms.clamp(max=top)) + q_formula)
+                     + (self.query_atoms(atoms.sum(1).clamp(max=top)) + self.query_species(species.clamp(max=self.max_sites)))[:, None])
         x = torch.cat([g, sites, query], 1)
         L = 1 + N + Q
         # attention: context rows see the group and present sites; a query sees those and itself
@@ -88,6 +123,21 @@ class WyckoffTransformer(nn.Module):
         mask = blocked.repeat_interleave(heads, 0)
         out = self.encoder(x, mask=mask)
         return self.norm(out[:, 1 + N :])
+
+    @staticmethod
+    def composition(el, mult, present):
+        """The composition of the completed sites, a function of their set: per site its atoms
+        per cell (0 when absent) and its element's atoms over all completed sites [B, N], and
+        the number of distinct elements and the greatest common divisor of the elements' atoms
+        (1 when there are none), which divides them into the reduced formula [B]."""
+        atoms = mult * present
+        same = (el[:, :, None] == el[:, None, :]) & present[:, None, :]  # [B, N, N]
+        element_atoms = (same * atoms[:, None, :]).sum(-1)
+        species = (present / same.sum(-1).clamp(min=1)).sum(-1).round().long()
+        divisor = element_atoms.new_zeros(element_atoms.shape[0])
+        for column in element_atoms.unbind(1):  # gcd(x, 0) = x: absent rows change nothing
+            divisor = torch.gcd(divisor, column)
+        return atoms, element_atoms, species, divisor.clamp(min=1)
 
     def stage_logits(self, h, stage, group):
         """Logits of one stage from query outputs h [B, d] (group structure masked)."""

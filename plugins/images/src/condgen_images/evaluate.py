@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from condgen import frechet_distance
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 NEIGHBOURS = 3
@@ -123,21 +124,6 @@ def embed(dataset: str, images: torch.Tensor, batch: int = 500) -> tuple[np.ndar
     features = torch.cat([f for f, _ in parts]).double().numpy()
     predicted = torch.cat([logits.argmax(1) for _, logits in parts]).numpy()
     return features, predicted
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of Gaussian fits to rows of a, b."""
-    from scipy import linalg
-
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # singular for few samples: handled below
-        root = linalg.sqrtm(cov_a @ cov_b)
-        if not np.isfinite(root).all():  # near-singular product: regularise as FID code does
-            offset = np.eye(len(cov_a)) * 1e-6
-            root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root.real))
 
 
 def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:

@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - create/reuse .venv, install core + every plugin from uv.lock, generate toy samples and spoken digits
+#   make demo   - create/reuse .venv, install core + every plugin from uv.lock, generate toy samples and spoken digits,
+#                 then write one HTML report of both runs (runs/demo/report.html)
 #   make test   - same set-up, then the default test suite (slow tests: make test-slow)
 # Everything installed comes from uv.lock (every distribution pinned exactly, with hashes);
 # `make lock` regenerates it. Users install wheels with pip instead: README, "Install".
@@ -24,7 +25,7 @@ $(UV): scripts/uv-requirements.txt
 	touch $(UV)
 
 # --locked: refuse to run if pyproject.toml and uv.lock disagree (run `make lock`).
-$(STAMP): pyproject.toml uv.lock $(PLUGINS) scripts/install-debian-packages $(UV)
+$(STAMP): pyproject.toml uv.lock $(PLUGINS) debian-packages.txt scripts/install-debian-packages $(UV)
 	bash scripts/install-debian-packages
 	$(UV) sync --locked --all-packages --extra test --python $(PYTHON)
 	touch $(STAMP)
@@ -32,11 +33,15 @@ $(STAMP): pyproject.toml uv.lock $(PLUGINS) scripts/install-debian-packages $(UV
 lock: $(UV)
 	$(UV) lock
 
+DEMO := runs/demo
 demo: setup
 	$(VENV)/bin/core plugins
-	$(VENV)/bin/core generate --plugin toy -n 512 -c component=north,east,south,west --guidance cfg=1.5
+	rm -rf $(DEMO)
+	$(VENV)/bin/core generate --plugin toy -n 512 -c component=north,east,south,west --guidance cfg=1.5 --out $(DEMO)/toy
 	$(VENV)/bin/core evaluate --plugin toy -n 2000
-	$(VENV)/bin/core generate --plugin audio
+	$(VENV)/bin/core generate --plugin audio --out $(DEMO)/audio
+	@echo "report of the demo's runs (open it in a browser):"
+	$(VENV)/bin/core gallery $(DEMO)
 
 test: setup
 	$(PY) -m pytest -q

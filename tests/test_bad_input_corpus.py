@@ -446,6 +446,42 @@ CASES = [
     _case("out-under-a-file", ["generate", "--plugin", "toy", "-n", "2", "--out", "{tmp}/taken.txt/run"], "choose another --out", prepare="out"),
 ]
 
+
+def _run_manifest(**changes):
+    """What to put on disk: a run folder {tmp}/run whose manifest.json is a finished toy
+    run's of two samples (no sample files) with ``changes``; a value None deletes a key."""
+    def prepare(work: Path) -> None:
+        request = {"plugin": "toy", "generator": "toy", "n": 2, "conditions": {}, "sampler": "ddim", "steps": 4, "sampler_options": {},
+                   "guidance": [], "seed": 0, "format": "csv", "weights_sha256": None}
+        manifest = {"condgen_version": "0.1.0", "plugin": "toy", "generator": "toy", "request": request, "n": 2, "status": "complete", "completed": 2,
+                    "files": [], "samples": [{"index": i, "file": f"samples/{i:06d}.csv", "condition": {}} for i in range(2)]}
+        manifest.update(changes)
+        (work / "run" / "samples").mkdir(parents=True)
+        (work / "run" / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
+    return prepare
+
+
+def _not_json(work: Path) -> None:
+    (work / "run").mkdir()
+    (work / "run" / "manifest.json").write_text("{not json")
+
+
+CASES += [
+    # core show and core gallery: what is not a readable run of this condgen
+    _case("show-not-a-run", ["show", "{tmp}"], "is not a run directory (no manifest.json)"),
+    _case("show-no-such-folder", ["show", "{tmp}/nowhere"], "is not a run directory (no such folder)"),
+    _case("show-manifest-not-json", ["show", "{tmp}/run"], "it is not a condgen run manifest", prepare=_not_json),
+    _case("show-manifest-without-request", ["show", "{tmp}/run"], "not a condgen run manifest (no request or generator)", prepare=_run_manifest(request=None)),
+    _case("show-manifest-bad-n", ["show", "{tmp}/run"], "not a condgen run manifest (n is -3)", prepare=_run_manifest(n=-3)),
+    _case("show-manifest-bad-version", ["show", "{tmp}/run"], "condgen_version 'soon'", prepare=_run_manifest(condgen_version="soon")),
+    _case("show-newer-condgen", ["show", "{tmp}/run"], "written by condgen 9.0.0, newer than this condgen", prepare=_run_manifest(condgen_version="9.0.0")),
+    _case("show-missing-samples", ["show", "{tmp}/run"], "2 of 2 sample files are missing (samples/000000.csv, samples/000001.csv)", prepare=_run_manifest()),
+    _case("show-max-samples-negative", ["show", "{tmp}/run", "--max-samples", "-1"], "--max-samples", prepare=_run_manifest()),
+    _case("show-no-run", ["show"], "Missing argument"),
+    _case("gallery-no-runs", ["gallery", "{tmp}"], "no run directories under"),
+    _case("gallery-no-such-folder", ["gallery", "{tmp}/nowhere"], "is not a folder"),
+]
+
 # The same refusals for every first-party plugin: names and numbers checked before any work.
 for plugin in PLUGINS:
     data = ["--data", "iris", "--target", "class"] if plugin == "tabular" else []
@@ -512,7 +548,7 @@ def test_the_corpus_is_large_and_covers_every_plugin_and_command():
     for plugin in PLUGINS:
         assert sum(i.startswith(f"{plugin}-") for i in ids) >= 15
     commands = {case.values[0][0] for case in CASES}
-    assert {"generate", "train", "evaluate", "install", "plugin"} <= commands
+    assert {"generate", "train", "evaluate", "install", "plugin", "show", "gallery"} <= commands
 
 
 def test_a_resume_sweeps_the_temporary_files_of_a_killed_write(core, tmp_path):

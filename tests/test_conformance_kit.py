@@ -74,6 +74,7 @@ def test_a_conforming_plugin_passes_every_check(plugin_site, tmp_path):
     checks.check_cli_smoke(gen, tmp_path / "smoke", condition)
     run_dir = checks.cli_generate(gen, tmp_path / "cli", condition, n=3)
     assert checks.check_manifest(run_dir, gen, n=3, steps=8)["plugin_version"] == "0.1.0"
+    assert checks.check_report(run_dir, gen) == run_dir / "report.html"
 
 
 def _with_metric(impl):
@@ -104,6 +105,12 @@ BROKEN = [
      lambda d: checks.check_entries_resolve("kit"), "metric 'kit-m': impl 'condgen_fake_kit:no_such_metric' does not load"),
     ("missing shipped weights", GOOD.replace('formats = ("npy",)', 'formats = ("npy",)\n    weights = "/nonexistent/kit.safetensors"'),
      lambda d: checks.check_generator_declaration(_generator()), "default weights /nonexistent/kit.safetensors are missing"),
+    ("report that raises", GOOD.replace("        return Model()\n", "        return Model()\n\n    def report(self, run):\n        raise KeyError('oops')\n"),
+     lambda d: checks.check_report(checks.cli_generate(_generator(), d, CONDITION, n=2), _generator()),
+     "fell back to the default view: plugin 'kit' \\(generator kit\\): report raised KeyError"),
+    ("report linking a missing file", GOOD.replace("        return Model()\n", "        return Model()\n\n    def report(self, run):\n        return condgen.Report(sections=[condgen.ReportMedia(run.asset('gone.png'))])\n"),
+     lambda d: checks.check_report(checks.cli_generate(_generator(), d, CONDITION, n=2), _generator()),
+     "the report links report_files/run/gone.png, which does not exist"),
     ("incompatible plugin API", GOOD.replace('"1.0"', '"2.0"'),
      lambda d: checks.check_registration("kit"), "plugin 'kit' is incompatible: written for plugin API 2.0"),
 ]

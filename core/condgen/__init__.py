@@ -73,6 +73,14 @@ _LAZY = {
     "DataParallel": "condgen.training",
     # Added in plugin API 1.3.
     "frechet_distance": "condgen.statistics",
+    # Also 1.3: what Generator.report returns and receives (core show).
+    "Report": "condgen.report",
+    "ReportRun": "condgen.report",
+    "ReportSample": "condgen.report",
+    "ReportMedia": "condgen.report",
+    "ReportTable": "condgen.report",
+    "ReportText": "condgen.report",
+    "ReportHtml": "condgen.report",
 }
 
 __all__ = [

@@ -21,6 +21,7 @@ from condgen.errors import CondgenError, OutputError, PluginError, PluginFault, 
 
 BUILTIN_COMMANDS = {
     "plugins", "generate", "train", "evaluate", "samplers", "guidance", "info", "plugin", "registry", "install", "uninstall",
+    "show", "gallery",
 }
 
 
@@ -63,6 +64,7 @@ def cli():
     core plugins                       what is installed, and its status
     core generate --plugin toy -n 64   samples + manifest in a new run directory
     core samplers / core guidance      the shared algorithms
+    core show RUN_DIR [RUN_DIR ...]    an HTML report of runs, side by side
     core plugins search TERM           published plugins; core install NAME
     core plugin new NAME               start a plugin from the template
     """
@@ -827,6 +829,47 @@ def info(as_json):
                 click.echo(f"generator {name} [{g['kind']}, plugin {g['plugin']}]: conditions {conds}; sampler {g['default_sampler']} x{g['default_steps']}; formats {', '.join(g['formats'])}")
         else:
             click.echo(f"{key}: {value}")
+
+
+# -- reports ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR [RUN_DIR ...]")
+@click.option("--out", type=click.Path(path_type=Path), help="Report file (default: RUN_DIR/report.html; for several runs compare.html in their common folder).")
+@click.option("--max-samples", type=click.IntRange(min=0), default=100, show_default=True, help="Samples shown per run.")
+@click.option("--open", "open_", is_flag=True, help="Open the report in the default web browser.")
+def show(run_dirs, out, max_samples, open_):
+    """Write a static HTML report of one run, or of several side by side, and print its path."""
+    from condgen.report import write_report
+
+    path = write_report(list(run_dirs), out, max_samples)
+    click.echo(str(path))
+    if open_:
+        _open_in_browser(path)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path), metavar="DIR")
+@click.option("--max-samples", type=click.IntRange(min=0), default=100, show_default=True, help="Samples shown in each run's report.")
+@click.option("--open", "open_", is_flag=True, help="Open the index in the default web browser.")
+def gallery(folder, max_samples, open_):
+    """Write DIR/index.html, one card per run under DIR (and each run's report.html)."""
+    from condgen.report import write_gallery
+
+    path, skipped = write_gallery(folder, max_samples)
+    for line in skipped:
+        click.echo(f"warning: left out: {line}", err=True)
+    click.echo(str(path))
+    if open_:
+        _open_in_browser(path)
+
+
+def _open_in_browser(path: Path) -> None:
+    import webbrowser
+
+    if not webbrowser.open(path.resolve().as_uri()):
+        raise OutputError(f"no web browser could be started; open {path} yourself")
 
 
 # -- entry point ------------------------------------------------------------------------

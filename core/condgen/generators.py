@@ -71,6 +71,16 @@ class Generator:
         SMILES): what a user would rather read in the terminal than open a file for."""
         return None
 
+    def report(self, run):
+        """Optionally, how ``core show`` presents this generator's runs: a ``condgen.Report``
+        of sections (``ReportTable``, ``ReportMedia``, ``ReportText``, ``ReportHtml``) and
+        parts per sample index, or ``None`` for the default view (each sample's files by
+        their extension, and the run's collection files and preview). ``run`` is a
+        ``condgen.ReportRun``: ``path``, ``manifest``, ``samples`` (``index``, ``file``,
+        ``files``, ``condition``) and ``asset(name)``, a path beside the report to write
+        pictures to. Added in plugin API 1.3."""
+        return None
+
     def guidance_models(self) -> dict:
         """Classifiers, rewards and class-conditional LMs that guidance can name.
 

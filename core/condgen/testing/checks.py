@@ -463,3 +463,28 @@ def check_manifest(run_dir: Path, generator, *, n: int, steps: int, seed: int = 
     for name in manifest["files"]:
         assert (run_dir / name).is_file(), f"manifest lists {name}, which is missing"
     return manifest
+
+
+def check_report(run_dir: Path, generator) -> Path:
+    """`core show RUN_DIR` writes report.html: the generator's ``report`` (if it has one)
+    ran without falling back to the default view, every sample of the run is shown, and
+    every file the page links to exists beside it (relative links, nothing fetched)."""
+    import html as html_module
+    import re
+    from urllib.parse import unquote
+
+    run_dir = Path(run_dir)
+    code, out, err = invoke_core("show", run_dir)
+    assert code == 0, f"core show {run_dir} failed: {err}"
+    report = Path(out.strip().splitlines()[-1])
+    html = report.read_text(encoding="utf-8")
+    fallback = re.search(r'<div class="banner note">([^<]*default view is shown[^<]*)</div>', html)
+    assert fallback is None, f"the generator's report fell back to the default view: {fallback and html_module.unescape(fallback.group(1))}"
+    n = json.loads((run_dir / "manifest.json").read_text())["n"]
+    shown = sorted({int(i) for i in re.findall(r'class="card sample" data-index="(\d+)"', html)})
+    assert shown == list(range(min(n, 100))), f"the report shows samples {shown} of a run of {n}"
+    for link in re.findall(r'(?:src|href)="([^"#][^"]*)"', html):
+        assert not re.match(r"^[a-z][a-z0-9+.-]*:", link) or link.startswith("data:"), f"the report links {link}: reports fetch nothing, link files beside them"
+        if not link.startswith("data:"):
+            assert (report.parent / unquote(link)).exists(), f"the report links {link}, which does not exist"
+    return report

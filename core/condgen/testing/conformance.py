@@ -100,3 +100,4 @@ class ConformanceTests:
         n = min(self.n, 4)
         run_dir = checks.cli_generate(generator, tmp_path, self._condition(generator), n=n, steps=self.steps)
         checks.check_manifest(run_dir, generator, n=n, steps=self.steps)
+        checks.check_report(run_dir, generator)

@@ -129,7 +129,7 @@ def test_a_wall_clock_budget_ends_training_and_keeps_state_and_snapshots_where_a
     assert load_checkpoint(out, generator="audio-mel").config["trained"]["steps"] == summary["steps"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["mel.safetensors"]
     assert [p.name for p in state.iterdir()] == ["mel.state.safetensors"]
-    names = sorted(p.name for p in snaps.iterdir())
+    names = sorted((p.name for p in snaps.iterdir()), key=lambda name: int(name.split(".step")[1].split(".")[0]))  # by step: step90 before step176
     assert len(names) == 2 and names[-1] == f"mel.step{summary['steps']}.safetensors", names
 
 

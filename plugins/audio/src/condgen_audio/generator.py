@@ -76,6 +76,11 @@ class AudioBase(condgen.Generator):
         digit = condition.get("digit")
         return "any" if digit is None else DIGITS[int(digit)]
 
+    def report(self, run):
+        from condgen_audio.report import report
+
+        return report(run)
+
     def preview(self, run_dir, indices, samples, conditions):
         from condgen_audio.evaluate import write_spectrogram_grid
 

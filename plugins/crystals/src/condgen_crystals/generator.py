@@ -143,6 +143,11 @@ class CrystalsGenerator(condgen.Generator):
             out.append(realise(skeleton))
         return out
 
+    def report(self, run):
+        from condgen_crystals.report import report
+
+        return report(run)
+
     def preview(self, run_dir, indices, samples, conditions):
         from condgen_crystals.structures import preview
 

@@ -57,6 +57,11 @@ class EEGBase(condgen.Generator):
         windows = self.microvolts(x.float()).numpy().astype("float32")
         return [{"eeg": w, "artifact": ANY if c.get("artifact") is None else CLASSES[int(c["artifact"])]} for w, c in zip(windows, conditions)]
 
+    def report(self, run):
+        from condgen_eeg.report import report
+
+        return report(run)
+
     def preview(self, run_dir, indices, samples, conditions):
         from condgen_eeg.evaluate import write_preview
 

@@ -72,6 +72,11 @@ class MoleculesGenerator(condgen.Generator):
         wanted = " ".join(f"{k}={condition[k]:g}" for k in ("qed", "logp") if condition.get(k) is not None)
         return f"{text} (asked {wanted})" if wanted else text
 
+    def report(self, run):
+        from condgen_molecules.report import report
+
+        return report(run)
+
     def preview(self, run_dir, indices, samples, conditions):
         from condgen import atomic_write
         from rdkit import Chem

@@ -60,6 +60,11 @@ class ShapesGenerator(condgen.Generator):
     def caption(self, sample) -> str:
         return f"{sample.get('shape') or 'any'}{'' if sample.get('watertight') else ' (open)'}"
 
+    def report(self, run):
+        from condgen_shapes.report import report
+
+        return report(run)
+
     def preview(self, run_dir, indices, samples, conditions):
         from condgen_shapes.meshes import render_grid
 

@@ -253,6 +253,11 @@ class TabularGenerator(condgen.Generator):
             classes = [g if c is None or c < 0 else c for c, g in zip(classes, guessed)]
         return self.table.encoder.decode_rows(x.numpy(), classes)
 
+    def report(self, run):
+        from condgen_tabular.report import report
+
+        return report(run)
+
     def preview(self, run_dir, indices, samples, conditions):
         """``synthetic.csv`` (the source's columns, order and dtypes; also ``.parquet`` for
         a Parquet source) and ``scatter.png`` (real vs synthetic, two first numeric columns)."""

@@ -75,6 +75,11 @@ class TextGenerator(condgen.Generator):
             for c, p, k, s in zip(conditions, prompts, continuations, scores)
         ]
 
+    def report(self, run):
+        from condgen_text.report import report
+
+        return report(run)
+
     def echo(self, samples, conditions):
         """The generated texts, one paragraph each, for the terminal."""
         return "\n\n".join(f"[{sample['topic']}] {sample['text'].strip()}" for sample in samples)

@@ -7,7 +7,7 @@ heavy imports happen inside the hooks, or inside the objects they register.
 import condgen
 
 #: The plugin API this plugin is written for (condgen.PLUGIN_API when it was made).
-__condgen_api__ = "1.2"
+__condgen_api__ = "1.3"
 
 
 @condgen.hookimpl

@@ -83,8 +83,7 @@ def part_generation(generator, n: int, guidance: str) -> tuple[dict, object]:
     run = generator.generate(n, condition=label_conditions(n), seed=0, device="cpu", guidance=[guidance])
     wall = time.perf_counter() - started
     scores = evaluate.scores(run.samples, run.conditions)
-    scores.update(guidance=guidance, sampler=run.manifest["sampler"], steps=run.manifest["steps"], nfe=run.manifest["nfe"],
-                  ms_per_clip=1000 * wall / n)
+    scores.update(guidance=guidance, sampler=run.manifest.get("sampler"), nfe=run.manifest.get("nfe"), ms_per_clip=1000 * wall / n)
     return scores, run
 
 

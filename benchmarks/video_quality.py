@@ -90,10 +90,9 @@ def part_generation(generator, n: int, guidance: str) -> tuple[dict, object]:
 def part_prediction(generator, n: int) -> tuple[dict, list]:
     truth = data.clips(n, "test", seed=31)["clips"]
     predicted, started = [], time.perf_counter()
-    for i in range(0, n, 50):  # one frames value per run: the condition is one clip's frames
-        for k in range(i, min(n, i + 50)):
-            run = generator.generate(1, condition={"frames": truth[k][:GIVEN]}, seed=k, device="cpu")
-            predicted.append(run.samples[0])
+    for k in range(n):  # one run per clip: a frames condition is one clip's frames
+        run = generator.generate(1, condition={"frames": truth[k][:GIVEN]}, seed=k, device="cpu")
+        predicted.append(run.samples[0])
     wall = time.perf_counter() - started
     predicted = np.stack(predicted)
     copy_last = np.repeat(truth[:, GIVEN - 1 : GIVEN], data.FRAMES - GIVEN, axis=1)

@@ -115,6 +115,14 @@ class FourPlaneAutoencoder(nn.Module):
 # -- the latent denoiser ---------------------------------------------------------------------
 
 
+def hold_last_given(clips: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Clips [B, T, H, W] whose frames from ``count`` on repeat the last given one (count >= 1):
+    what the autoencoder encodes for frame prediction."""
+    last = (count - 1).clamp(min=0)
+    index = torch.minimum(torch.arange(clips.shape[1], device=clips.device)[None], last[:, None])
+    return clips.gather(1, index[:, :, None, None].expand_as(clips))
+
+
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """Sinusoidal embedding of t in [0, 1] on DDPM's 0..1000 scale."""
     half = dim // 2
@@ -240,11 +248,7 @@ class LatentVideoDiT(nn.Module):
         planes = torch.zeros(frames.shape[0], *self.sample_shape, device=frames.device)
         rows = count > 0
         if rows.any():
-            f = frames[rows]
-            last = (count[rows] - 1).clamp(min=0)
-            index = torch.minimum(torch.arange(f.shape[1], device=f.device)[None], last[:, None])  # frame t or the last given
-            filled = f.gather(1, index[:, :, None, None].expand_as(f))
-            planes[rows] = self.to_latent(filled)
+            planes[rows] = self.to_latent(hold_last_given(frames[rows], count[rows]))
         return planes, count.clamp(max=self.max_given)
 
     def patchify(self, z):

@@ -34,7 +34,7 @@ import condgen
 from condgen import load_checkpoint, save_checkpoint
 
 from condgen_video import data
-from condgen_video.model import FourPlaneAutoencoder, LatentVideoDiT
+from condgen_video.model import FourPlaneAutoencoder, LatentVideoDiT, hold_last_given
 
 GENERATOR = "video"
 PATH = {"name": "vp", "schedule": "linear", "beta_min": 0.1, "beta_max": 20.0}
@@ -98,16 +98,6 @@ def autoencoder_loss(autoencoder: FourPlaneAutoencoder, clip: torch.Tensor) -> t
     out = autoencoder.decode(planes)
     mse = F.mse_loss(out, clip)
     return F.l1_loss(out, clip) + mse + 1e-4 * planes.pow(2).mean(), mse
-
-
-def given_mask(count: torch.Tensor, frames: int) -> torch.Tensor:
-    return torch.arange(frames)[None] < count[:, None]
-
-
-def frames_condition(clips01: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """The ``frames`` condition of clips: their first ``count`` frames, NaN after."""
-    mask = given_mask(count, clips01.shape[1])
-    return torch.where(mask[:, :, None, None], clips01, torch.full_like(clips01, math.nan))
 
 
 def diffusion_loss(model: LatentVideoDiT, z0, cond, given, gen: torch.Generator) -> torch.Tensor:
@@ -252,10 +242,7 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
         model.latent_scale.copy_(state.tensors["model.latent_scale"])
     scale = model.latent_scale[None, None, :, None, None]
     z = z / scale
-    index = given_mask(counts, data.FRAMES)
-    filled = clips01.gather(1, torch.minimum(torch.arange(data.FRAMES)[None], (counts - 1)[:, None])[:, :, None, None].expand_as(clips01))
-    z_given = encode_pool(model, filled) / scale
-    del index
+    z_given = encode_pool(model, hold_last_given(clips01, counts)) / scale
     cond_all = {"digit": torch.from_numpy(pool["digit"]), "direction": torch.from_numpy(pool["direction"]), "speed": torch.from_numpy(pool["speed"])}
 
     dit_params = [p for name, p in model.named_parameters() if not name.startswith("autoencoder.")]

@@ -135,7 +135,9 @@ def test_gif_and_mp4_are_playable_and_hold_every_frame(tmp_path):
 # -- training ----------------------------------------------------------------------------------
 
 
-def test_a_short_training_run_lowers_both_losses_and_resumes(tmp_path):
+def test_a_short_training_run_lowers_both_losses_and_resumes(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
     from condgen_video import train
 
     torch.set_num_threads(1)
@@ -145,8 +147,14 @@ def test_a_short_training_run_lowers_both_losses_and_resumes(tmp_path):
     result = train.train(out, recipe=recipe, steps=100)  # loss curves: means of 50 steps
     assert result["ae_loss_last"] < 0.6 * result["ae_loss_first"]
     assert result["loss_last"] < result["loss_first"]
+    trained = {k: v for k, v in load_file(str(out)).items() if k.startswith("autoencoder.")}
+    encoders, encode_pool = [], train.encode_pool
+    monkeypatch.setattr(train, "encode_pool", lambda model, clips: encoders.append(
+        {f"autoencoder.{k}": v.clone() for k, v in model.autoencoder.state_dict().items()}) or encode_pool(model, clips))
     again = train.train(out, recipe=recipe, steps=120, resume=True)
     assert again["resumed_from"] == 100 and again["steps"] == 120
+    # a resumed run encodes its pool with the trained autoencoder, not a fresh one
+    assert encoders and all(torch.equal(used[k], trained[k]) for used in encoders for k in trained)
     # what it wrote loads as a generator's weights
     generator = VideoGenerator()
     run = generator.generate(1, condition={"digit": 3}, steps=2, seed=0, device="cpu", weights=str(out))

@@ -229,6 +229,8 @@ def encode_pool(model: LatentVideoDiT, clips01: torch.Tensor, batch: int = 64) -
 
 
 def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, state, weights, summary, progress) -> dict:
+    if state is not None:  # before the pool is encoded: its planes must come from the trained autoencoder
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.tensors.items() if k.startswith("model.")})
     model.autoencoder.eval().requires_grad_(False)
     # the pool: clips, how many frames each gives, their planes and the given frames' planes
     pool = data.clips(recipe.pool, seed=seed + 1, glyph_set=glyph_set)
@@ -238,8 +240,6 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
     z = encode_pool(model, clips01)
     if state is None:
         model.latent_scale.copy_(z.transpose(0, 2).reshape(z.shape[2], -1).std(1))
-    else:
-        model.latent_scale.copy_(state.tensors["model.latent_scale"])
     scale = model.latent_scale[None, None, :, None, None]
     z = z / scale
     z_given = encode_pool(model, hold_last_given(clips01, counts)) / scale
@@ -249,7 +249,6 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
     opt = torch.optim.AdamW(dit_params, lr=recipe.lr, weight_decay=0.0, betas=(0.9, 0.99))
     ema = copy.deepcopy(model).eval()
     if state is not None:
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.tensors.items() if k.startswith("model.")})
         ema.load_state_dict(weights.tensors)
         _restore_optimizer(opt, state.tensors)
     curve = list(summary.get("loss_curve", []))

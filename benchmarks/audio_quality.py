@@ -9,13 +9,16 @@ Parts (each can be run alone with --parts):
   the vocoder's fast 6-step schedule, and ``n50`` clips with its 50-step chain; the
   spoken-digit classifier's accuracy per digit and the Fréchet distance on its features
   against the unheard test voices.
-- vocoder: ``clips`` clips of the unheard test voices; their log-mels vocoded (6 and 50
-  steps) and inverted by Griffin-Lim (32 iterations); multi-resolution STFT distance
-  (and, as a diagnostic, the same over speech frames only) and mel-cepstral distortion
-  against the ground truth; real-time factor. Diagnostics of the digital silence: each
-  output's RMS where the truth is silent, its MR-STFT once those samples are set to
-  exact zeros (an oracle no vocoder has), and the MR-STFT of the ground truth itself
-  with white noise at -90, -80 and -60 dBFS added.
+- vocoder: the clips of the unheard test voices (all 640, or the first ``--clips``); their
+  log-mels vocoded (``--vocoder-steps``, default the fast 6-step schedule) and inverted by
+  Griffin-Lim (32 iterations); against the ground truth: MR-STFT over speech frames only
+  (within 40 dB of each utterance's loudest frame), STOI (pystoi) and wide-band PESQ (pesq),
+  the spoken-digit judge's accuracy, MCD over the speech frames, real-time factor (the
+  CPU threads of --threads). Beside them the whole-clip MR-STFT and that of the ground truth
+  plus white noise at -90/-80/-60 dBFS, which show why the whole-clip measure was dropped.
+  With --write: benchmarks/audio_vocoder.json, the log-mel picture and the listening
+  examples (docs/plugins/audio/listen/*.wav: three fixed clips, each as ground truth,
+  vocoder and Griffin-Lim).
 - mels: diagnostic, the cascade's first stage alone: the judge on the generated log-mels
   and on the same mels inverted by Griffin-Lim.
 - wave: every saved snapshot of ``audio-wave`` (``--snapshots``), ``wave_n`` clips each
@@ -40,6 +43,7 @@ from samplers_common import in_index_order, in_processes, round_robin
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins" / "audio.md"
 PICTURES = ROOT / "docs" / "plugins" / "audio"
+LISTENING = PICTURES / "listen"  # the vocoder comparison's WAVs
 RESULTS = ROOT / "benchmarks" / "audio_quality.json"  # one audio_<part>.json per part beside it
 
 
@@ -86,66 +90,94 @@ def cascade_mels(n: int, gl_clips: int, seed: int = 0) -> dict:
             "griffin_lim_accuracy": float((gl_predicted == requested[:gl_clips]).mean())}
 
 
-def silence_mask(truth: torch.Tensor, radius: int = 255) -> torch.Tensor:
-    """True where the ground truth is exactly zero within ``radius`` samples: the corpus's
-    digital silence around each word. [N, samples]"""
-    window = 2 * radius + 1
-    return torch.nn.functional.avg_pool1d(truth.abs()[:, None], window, 1, radius)[:, 0] == 0
+def synthesise(render, mel: torch.Tensor, batch: int = 10) -> tuple[torch.Tensor, float]:
+    """``render(ids, mels)`` -> waveforms, over ``mel`` in batches: ([N, 16000] clips, wall seconds)."""
+    waves, seconds = [], 0.0
+    for start in range(0, len(mel), batch):
+        ids = list(range(start, min(len(mel), start + batch)))
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = render(ids, mel[ids])
+        seconds += time.perf_counter() - t0
+        waves.append(out[..., : data.CLIP].float().cpu())
+    return torch.cat(waves), seconds
 
 
-def silence_diagnostics(est: torch.Tensor, truth: torch.Tensor, silent: torch.Tensor) -> dict:
-    """The output's RMS in the truth's silence, and its MR-STFT with that silence restored
-    to exact zeros (an oracle: no vocoder knows where the truth is silent)."""
-    return {"silence_rms": float(est[silent].pow(2).mean().sqrt()),
-            "mrstft_silence_restored": float(evaluate.mrstft_distance(est * ~silent, truth).mean())}
+def speech_scores(est: torch.Tensor, truth: torch.Tensor, labels: np.ndarray, seconds: float | None) -> dict:
+    """The restated comparison's measures of ``est`` against ``truth`` (means over clips),
+    and the per-clip STOI and PESQ for paired comparisons."""
+    stoi, pesq = evaluate.stoi(est, truth), evaluate.pesq_wb(est, truth)
+    _, predicted = evaluate.embed_waves(est)
+    return {"clips": len(est),
+            "mrstft_speech_frames": float(evaluate.mrstft_distance(est, truth, speech_db=evaluate.SPEECH_DB).mean()),
+            "stoi": float(np.nanmean(stoi)), "stoi_clips": int(np.isfinite(stoi).sum()),
+            "pesq_wb": float(pesq.mean()),
+            "judge_accuracy": float((predicted == labels).mean()),
+            "mcd_db": float(evaluate.mel_cepstral_distortion(est, truth).mean()),
+            "rtf": None if seconds is None else seconds / (len(est) * data.CLIP / data.SAMPLE_RATE),
+            "mrstft_whole_clip": float(evaluate.mrstft_distance(est, truth).mean()),
+            "per_clip": {"stoi": stoi, "pesq_wb": pesq}}
 
 
-def vocoder(clips: int, steps_list=(6, 50), clips50: int | None = None, seed: int = 0, device: str = "cpu",
-            weights: Path | None = None) -> dict:
+def vocoder(clips: int | None, steps_list=(6,), seed: int = 0, device: str = "cpu", weights: Path | None = None,
+            listen: Path | None = None) -> dict:
+    """The vocoder against Griffin-Lim (32 iterations) on the log-mels of the unheard test
+    voices' clips (all of them, or the first ``clips``), every measure against the ground truth."""
     test = data.load_split("test")
-    rng = np.random.default_rng(seed)
-    index = np.sort(rng.choice(len(test["wave"]), size=clips, replace=False))
-    truth = torch.from_numpy(test["wave"][index])
+    count = len(test["wave"]) if clips is None else min(clips, len(test["wave"]))
+    truth, labels = torch.from_numpy(test["wave"][:count]), test["label"][:count]
     mel = data.log_mel(truth)
-    silent = silence_mask(truth)
     # weights: a candidate checkpoint (e.g. a training run's) instead of the shipped one
     model, _ = AudioVocoderGenerator().load_model(str(weights) if weights is not None else None)
     model = model.to(device)
-    out = {"clips": int(clips), "voices": list(data.TEST_VOICES), "weights": str(weights) if weights else "shipped"}
+    out = {"clips": count, "voices": list(data.TEST_VOICES), "weights": str(weights) if weights else "shipped",
+           "speech_db": evaluate.SPEECH_DB, "ground_truth": speech_scores(truth, truth, labels, None)}
+    waves = {"truth": truth}
     for steps in steps_list:
-        count = clips if steps <= 6 or clips50 is None else min(clips, clips50)
-        waves, seconds = [], 0.0
-        for start in range(0, count, 10):
-            ids = list(range(start, min(count, start + 10)))
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                result = vocode(model, mel[ids].to(device), condgen.SampleRNG(seed, ids, device), steps)
-            waves.append(result.x[:, 0, : data.CLIP].float().cpu())
-            seconds += time.perf_counter() - t0
-        est = torch.cat(waves)
-        out[f"diffwave_{steps}"] = {
-            "clips": count,
-            "mrstft": float(evaluate.mrstft_distance(est, truth[:count]).mean()),
-            "mrstft_speech_frames": float(evaluate.mrstft_distance(est, truth[:count], speech_only=True).mean()),
-            "mcd_db": float(evaluate.mel_cepstral_distortion(est, truth[:count]).mean()),
-            "rtf": seconds / (count * data.CLIP / data.SAMPLE_RATE),
-            **silence_diagnostics(est, truth[:count], silent[:count]),
-        }
-        out.setdefault("examples", {})[f"diffwave_{steps}"] = est[:4].numpy()
-    t0 = time.perf_counter()
-    gl = evaluate.griffin_lim(mel, 32, length=data.CLIP)
-    seconds = time.perf_counter() - t0
-    out["griffin_lim_32"] = {"clips": clips, "mrstft": float(evaluate.mrstft_distance(gl, truth).mean()),
-                             "mrstft_speech_frames": float(evaluate.mrstft_distance(gl, truth, speech_only=True).mean()),
-                             "mcd_db": float(evaluate.mel_cepstral_distortion(gl, truth).mean()),
-                             "rtf": seconds / (clips * data.CLIP / data.SAMPLE_RATE), **silence_diagnostics(gl, truth, silent)}
-    # what any leftover noise floor costs: the ground truth itself, with inaudible white noise
+        def render(ids, m, steps=steps):
+            return vocode(model, m.to(device), condgen.SampleRNG(seed, ids, device), steps).x[:, 0]
+
+        waves[f"diffwave_{steps}"], seconds = synthesise(render, mel)
+        out[f"diffwave_{steps}"] = speech_scores(waves[f"diffwave_{steps}"], truth, labels, seconds)
+    waves["griffin_lim_32"], seconds = synthesise(lambda ids, m: evaluate.griffin_lim(m, 32, length=data.CLIP), mel)
+    out["griffin_lim_32"] = speech_scores(waves["griffin_lim_32"], truth, labels, seconds)
+    for steps in steps_list:  # paired: the share of clips on which the vocoder scores higher
+        mine, gl = out[f"diffwave_{steps}"]["per_clip"], out["griffin_lim_32"]["per_clip"]
+        both = {key: np.isfinite(mine[key]) & np.isfinite(gl[key]) for key in ("stoi", "pesq_wb")}
+        out[f"diffwave_{steps}"]["beats_griffin_lim"] = {key: float(np.mean(mine[key][k] > gl[key][k])) for key, k in both.items()}
+    # why the whole-clip MR-STFT was dropped: the ground truth itself with inaudible white noise
     noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(seed))
-    out["truth_plus_noise"] = {f"{dbfs} dBFS": float(evaluate.mrstft_distance(truth + 10 ** (dbfs / 20) * noise, truth).mean())
+    out["truth_plus_noise"] = {f"{dbfs} dBFS": {"mrstft_whole_clip": float(evaluate.mrstft_distance(truth + 10 ** (dbfs / 20) * noise, truth).mean()),
+                                                "mrstft_speech_frames": float(evaluate.mrstft_distance(truth + 10 ** (dbfs / 20) * noise, truth,
+                                                                                                       speech_db=evaluate.SPEECH_DB).mean())}
                                for dbfs in (-90, -80, -60)}
-    out["examples"]["griffin_lim_32"] = gl[:4].numpy()
-    out["examples"]["truth"] = truth[:4].numpy()
+    shown = [index for index in LISTEN if index < count]
+    if listen is not None:
+        out["listening_examples"] = write_listening_examples(listen, waves, test, shown)
+    out["examples"] = {name: wave[shown].numpy() for name, wave in waves.items()}
+    for scores in out.values():
+        if isinstance(scores, dict):
+            scores.pop("per_clip", None)
     return out
+
+
+# The listening examples: fixed test clips chosen by voice, variant and digit (not by score).
+LISTEN = (0 * 320 + 0 * 20 + 3 * 2, 1 * 320 + 8 * 20 + 7 * 2, 0 * 320 + 13 * 20 + 5 * 2)  # en-029+m1 three, en-gb-x-gbcwmd+f1 seven, en-029+klatt five
+
+
+def write_listening_examples(folder: Path, waves: dict, test: dict, shown: list[int]) -> list[str]:
+    """16-bit WAVs at the model's rate: ``<voice>-<digit>-<method>.wav`` for each clip ``shown``."""
+    import soundfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in shown:
+        voice, digit = data.TEST_VOICES[int(test["voice"][index])], data.DIGITS[int(test["label"][index])]
+        for name, wave in waves.items():
+            path = folder / f"{voice}-{digit}-{name.replace('_', '-')}.wav"
+            soundfile.write(path, np.clip(wave[index].numpy(), -1, 1), data.SAMPLE_RATE, subtype="PCM_16")
+            written.append(str(path.relative_to(ROOT)))
+    return written
 
 
 def wave_curve(snapshots: list[Path], n: int, seed: int = 0) -> list[dict]:
@@ -169,9 +201,10 @@ def plot_examples(result: dict, path: Path) -> None:
 
     examples = result["examples"]
     names = ["truth", *[k for k in examples if k.startswith("diffwave")], "griffin_lim_32"]
-    fig, axes = plt.subplots(len(names), 4, figsize=(8, 1.6 * len(names)), squeeze=False)
+    columns = len(examples["truth"])
+    fig, axes = plt.subplots(len(names), columns, figsize=(2 * columns, 1.6 * len(names)), squeeze=False)
     for r, name in enumerate(names):
-        for c in range(4):
+        for c in range(columns):
             mel = data.log_mel(torch.as_tensor(examples[name][c])).numpy()
             axes[r, c].imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=-11.5, vmax=2.0)
             axes[r, c].set_xticks([])
@@ -207,8 +240,8 @@ def main() -> None:
     parser.add_argument("--parts", default="cascade6,cascade50,vocoder,wave", help="any of cascade6, cascade50, mels, vocoder, wave")
     parser.add_argument("--n", type=int, default=500, help="cascade clips with the 6-step vocoder")
     parser.add_argument("--n50", type=int, default=500, help="cascade clips with the 50-step vocoder")
-    parser.add_argument("--clips", type=int, default=100, help="test-voice clips for the vocoder comparison")
-    parser.add_argument("--clips50", type=int, default=None, help="of those, how many get the 50-step vocoder")
+    parser.add_argument("--clips", type=int, default=None, help="the first CLIPS test-voice clips for the vocoder comparison (default: all 640)")
+    parser.add_argument("--vocoder-steps", default="6", help="vocoder schedules to compare, e.g. 6,50")
     parser.add_argument("--vocoder-weights", type=Path, default=None, help="evaluate this audio-vocoder checkpoint instead of the shipped one")
     parser.add_argument("--wave-n", type=int, default=100)
     parser.add_argument("--snapshots", nargs="*", default=[], help="audio-wave checkpoints (name ...stepN.safetensors)")
@@ -229,12 +262,13 @@ def main() -> None:
             (RESULTS.parent / f"audio_{part}.json").write_text(json.dumps({**result, "machine": machine}, indent=1, default=float) + "\n")
 
     if "vocoder" in parts:
-        result = vocoder(args.clips, clips50=args.clips50, device=args.device, weights=args.vocoder_weights)
+        result = vocoder(args.clips, tuple(int(s) for s in args.vocoder_steps.split(",")), device=args.device,
+                         weights=args.vocoder_weights, listen=LISTENING if args.write else None)
         if args.write:
             plot_examples(result, PICTURES / "vocoder_vs_griffin_lim.png")
         save("vocoder", {k: v for k, v in result.items() if k != "examples"})
     if "mels" in parts:
-        save("mels", cascade_mels(args.n, args.clips))
+        save("mels", cascade_mels(args.n, args.clips or 100))
     for steps, n in ((6, args.n), (50, args.n50)):
         if f"cascade{steps}" not in parts:
             continue

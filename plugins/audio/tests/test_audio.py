@@ -199,14 +199,59 @@ def test_mrstft_and_mcd_are_zero_for_identical_audio_and_grow_with_noise(corpus)
     assert (evaluate.mel_cepstral_distortion(noisy, wave) < evaluate.mel_cepstral_distortion(noisier, wave)).all()
     gl = evaluate.griffin_lim(data.log_mel(wave), length=wave.shape[-1])
     assert gl.shape == wave.shape and (evaluate.mrstft_distance(gl, wave) < evaluate.mrstft_distance(noisier, wave)).all()
-    # the speech-frames diagnostic leaves out the digital silence: noise there alone costs
-    # the full metric, not the diagnostic
+    # over speech frames the digital silence is left out: noise there alone costs the
+    # whole-clip figure, not the speech-frame one, nor the MCD (taken over speech frames)
     silent = wave.abs() < 1e-6
     floor = torch.where(silent, 1e-3 * torch.randn(wave.shape, generator=torch.Generator().manual_seed(1)), wave)
     assert silent.float().mean() > 0.2
+    speech = evaluate.SPEECH_DB
     assert (evaluate.mrstft_distance(floor, wave) > 1.0).all()
-    assert (evaluate.mrstft_distance(floor, wave, speech_only=True) < 0.2 * evaluate.mrstft_distance(floor, wave)).all()
-    assert torch.allclose(evaluate.mrstft_distance(wave, wave, speech_only=True), torch.zeros(3), atol=1e-5)
+    assert (evaluate.mrstft_distance(floor, wave, speech_db=speech) < 0.2 * evaluate.mrstft_distance(floor, wave)).all()
+    assert torch.allclose(evaluate.mrstft_distance(wave, wave, speech_db=speech), torch.zeros(3), atol=1e-5)
+    assert (evaluate.mel_cepstral_distortion(floor, wave) < 0.2 * evaluate.mel_cepstral_distortion(noisy, wave)).all()
+
+
+def test_speech_frames_are_those_within_40_db_of_the_loudest():
+    rate, hop = data.SAMPLE_RATE, data.HOP
+    t = torch.arange(rate) / rate
+    tone = torch.sin(2 * math.pi * 440 * t)
+    # a loud tone in 0.4-0.6 s, the same tone 50 dB down in 0.1-0.3 s, exact zeros elsewhere
+    wave = torch.where((t >= 0.4) & (t < 0.6), tone, torch.zeros(())) + torch.where((t >= 0.1) & (t < 0.3), 10 ** (-50 / 20) * tone, torch.zeros(()))
+    frames = evaluate.speech_frames(wave[None])[0]  # frame f is centred on sample f * hop
+    centres = torch.arange(len(frames)) * hop / rate
+    assert frames.shape == data.log_mel(wave[None])[0, 0].shape  # the log-mel's frames
+    assert frames[(centres > 0.45) & (centres < 0.55)].all()
+    assert not frames[(centres < 0.35) | (centres > 0.65)].any()  # the quiet tone and the silence are out
+    quiet = evaluate.speech_frames(wave[None], within_db=60)[0]  # a wider range takes the quiet tone in
+    assert quiet[(centres > 0.15) & (centres < 0.25)].all() and not quiet[centres > 0.7].any()
+
+
+def test_stoi_and_wide_band_pesq_are_at_their_maxima_for_the_truth_and_fall_with_noise(corpus):
+    clips = data.load_split("test", corpus)
+    wave = torch.from_numpy(clips["wave"])
+    frames = evaluate.speech_frames(wave).sum(1)
+    wave = wave[frames.argsort(descending=True)[:2]]  # the two longest utterances, so STOI is defined
+    noise = torch.randn(wave.shape, generator=torch.Generator().manual_seed(0))
+    power = wave.pow(2).mean(1, keepdim=True)
+    at_snr = [wave + noise * torch.sqrt(power / 10 ** (snr / 10)) for snr in (20, 5, -5)]
+    stoi = [evaluate.stoi(wave, wave), *[evaluate.stoi(x, wave) for x in at_snr]]
+    pesq = [evaluate.pesq_wb(wave, wave), *[evaluate.pesq_wb(x, wave) for x in at_snr]]
+    assert np.allclose(stoi[0], 1.0, atol=1e-6) and (pesq[0] > 4.6).all()  # wide-band PESQ tops out at 4.64
+    for better, worse in zip(stoi, stoi[1:]):
+        assert (better > worse).all(), stoi
+    for better, worse in zip(pesq, pesq[1:]):
+        assert (better > worse).all(), pesq
+    assert (pesq[-1] < 1.5).all() and (stoi[-1] < 0.9).all()
+    # PESQ is defined at 16 kHz: audio at another rate is resampled first, not misread
+    import torchaudio.functional as AF
+
+    up = [AF.resample(x, data.SAMPLE_RATE, 32_000) for x in (wave, at_snr[1])]
+    assert np.allclose(evaluate.pesq_wb(up[0], up[0], rate=32_000), pesq[0], atol=0.05)
+    assert np.allclose(evaluate.pesq_wb(up[1], up[0], rate=32_000), pesq[2], atol=0.3)
+    # a word shorter than STOI's 30 frames (384 ms) of speech has no STOI, not pystoi's 1e-5
+    short = torch.zeros(1, data.CLIP)
+    short[0, 8000:10000] = torch.sin(torch.arange(2000) * 0.3)  # 125 ms of tone
+    assert np.isnan(evaluate.stoi(short, short)).all()
 
 
 def test_judge_noise_augmentation_leaves_a_third_clean_and_noises_the_rest(corpus):

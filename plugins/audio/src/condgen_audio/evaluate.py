@@ -10,11 +10,16 @@ train-classifier`` remakes it), judges samples:
   of the samples and of the real test-voice clips (restricted to the requested digits),
   next to fd_train_test, the same distance between real train and real test voices.
 
-Vocoder: multi-resolution STFT distance (spectral convergence + log-magnitude L1 at
-three FFT sizes, as in Parallel WaveGAN, Yamamoto et al. 2020) and mel-cepstral
-distortion (13 cepstra from the log-mel by DCT, c0 excluded, in dB; the clips are
-time-aligned, so no DTW) against ground truth; ``griffin_lim`` inverts the same mels
-with torchaudio's InverseMelScale + GriffinLim(32 iterations) as the baseline.
+Vocoder, against the ground-truth waveform: multi-resolution STFT distance (spectral
+convergence + log-magnitude L1 at three FFT sizes, as in Parallel WaveGAN, Yamamoto et al.
+2020), over the speech frames only (``speech_frames``: the STFT frames within 40 dB of the
+utterance's loudest, so the corpus's digital silence does not decide it); mel-cepstral
+distortion over the same frames (13 cepstra from the log-mel by DCT, c0 excluded, in dB;
+the clips are time-aligned, so no DTW; not SPTK's mel-cepstra, so not on the scale TTS
+papers report); STOI (``pystoi``) and wide-band PESQ (``pesq``, at 16 kHz), imported only
+when called: they come with the repository's ``test`` extra, not with the plugin. ``griffin_lim``
+inverts the same mels with torchaudio's InverseMelScale + GriffinLim(32 iterations) as the
+baseline.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 CLASSIFIER = "audio-classifier-digits"
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (n_fft, hop, window)
 CEPSTRA = 13
+SPEECH_DB = 40.0  # speech frames: within this many dB of the utterance's loudest frame (STOI's own dynamic range)
+PESQ_RATE = 16_000  # wide-band PESQ (ITU-T P.862.2) is defined at 16 kHz
 MEL_CENTRE, MEL_SCALE = -5.0, 3.0  # rough centre and spread of our log-mels
 
 
@@ -182,18 +189,25 @@ def stft_magnitude(wave: torch.Tensor, n_fft: int, hop: int, window: int) -> tor
     return spec.abs().clamp_min(1e-7)
 
 
-def mrstft_distance(estimate: torch.Tensor, reference: torch.Tensor, speech_only: bool = False) -> torch.Tensor:
+def speech_frames(reference: torch.Tensor, n_fft: int = data.N_FFT, hop: int = data.HOP, window: int = data.N_FFT,
+                  within_db: float = SPEECH_DB) -> torch.Tensor:
+    """[N, frames] True where the reference's STFT frame energy is within ``within_db`` dB of
+    its loudest frame (the defaults give the log-mel's frames)."""
+    energy = stft_magnitude(reference, n_fft, hop, window).pow(2).sum(1)  # [N, frames]
+    return energy > energy.amax(1, keepdim=True) * 10 ** (-within_db / 10)
+
+
+def mrstft_distance(estimate: torch.Tensor, reference: torch.Tensor, speech_db: float | None = None) -> torch.Tensor:
     """Per clip: mean over resolutions of spectral convergence + log-magnitude L1. [N]
 
-    ``speech_only`` (a diagnostic, not the metric): only STFT frames whose reference energy
-    is within 60 dB of the clip's loudest frame, i.e. without the digital silence around
-    each word, where the log term compares any noise floor with the 1e-7 clamp."""
+    ``speech_db``: only the reference's speech frames at each resolution (``speech_frames``
+    with that threshold), i.e. without the digital silence around each word, where the log
+    term compares any noise floor with the 1e-7 clamp; None: every frame."""
     total = 0.0
     for n_fft, hop, window in STFT_RESOLUTIONS:
         est, ref = stft_magnitude(estimate, n_fft, hop, window), stft_magnitude(reference, n_fft, hop, window)
-        if speech_only:
-            energy = ref.pow(2).sum(1, keepdim=True)  # [N, 1, frames]
-            keep = (energy > energy.amax(2, keepdim=True) * 1e-6).to(ref.dtype)
+        if speech_db is not None:
+            keep = speech_frames(reference, n_fft, hop, window, speech_db)[:, None].to(ref.dtype)
         else:
             keep = torch.ones_like(ref[:, :1])
         convergence = torch.linalg.norm(((ref - est) * keep).flatten(1), dim=1) / torch.linalg.norm((ref * keep).flatten(1), dim=1)
@@ -211,13 +225,49 @@ def cepstra(log_mel: torch.Tensor) -> torch.Tensor:
 
 
 def mel_cepstral_distortion(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """MCD in dB per clip, (10 / ln 10) sqrt(2 sum_k (c_k - c'_k)^2) averaged over frames
-    where the reference is not silent."""
+    """MCD in dB per clip, (10 / ln 10) sqrt(2 sum_k (c_k - c'_k)^2) averaged over the
+    reference's speech frames (the log-mel's frames are the STFT's at N_FFT / HOP)."""
     ref_mel, est_mel = data.log_mel(reference), data.log_mel(estimate)
     diff = cepstra(est_mel) - cepstra(ref_mel)
     per_frame = (10.0 / math.log(10.0)) * torch.sqrt(2.0 * (diff**2).sum(-1))
-    voiced = ref_mel.amax(1) > ref_mel.amax(dim=(1, 2), keepdim=False)[:, None] - 6.0  # within 6 nepers of the peak
-    return (per_frame * voiced).sum(1) / voiced.sum(1).clamp_min(1)
+    speech = speech_frames(reference).to(per_frame.dtype)
+    return (per_frame * speech).sum(1) / speech.sum(1).clamp_min(1)
+
+
+def _numpy_pairs(estimate: torch.Tensor, reference: torch.Tensor, rate: int, target: int | None = None):
+    """(estimate, reference) rows as float64 numpy, resampled to ``target`` Hz (torchaudio) if given."""
+    import torchaudio.functional as AF
+
+    if target is not None and rate != target:
+        estimate, reference = AF.resample(estimate.float(), rate, target), AF.resample(reference.float(), rate, target)
+    return zip(estimate.double().numpy(), reference.double().numpy())
+
+
+def stoi(estimate: torch.Tensor, reference: torch.Tensor, rate: int = data.SAMPLE_RATE) -> np.ndarray:
+    """STOI (Taal et al. 2011; ``pystoi``, which resamples to its 10 kHz) per clip, 0-1, higher
+    is better. NaN where the reference has fewer than 30 frames (384 ms) of speech left after
+    STOI's own 40 dB silence removal: pystoi then returns 1e-5 whatever the estimate, which
+    is no score (many single spoken digits are that short)."""
+    import warnings
+
+    from pystoi import stoi as pystoi
+
+    out = []
+    for est, ref in _numpy_pairs(estimate, reference, rate):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = pystoi(ref, est, rate)
+        undefined = any("Not enough STFT frames" in str(w.message) for w in caught)
+        out.append(math.nan if undefined else float(value))
+    return np.array(out)
+
+
+def pesq_wb(estimate: torch.Tensor, reference: torch.Tensor, rate: int = data.SAMPLE_RATE) -> np.ndarray:
+    """Wide-band PESQ (ITU-T P.862.2, MOS-LQO 1.04-4.64, higher is better; ``pesq``) per clip.
+    It is defined at 16 kHz: audio at another ``rate`` is resampled with torchaudio first."""
+    from pesq import pesq
+
+    return np.array([pesq(PESQ_RATE, ref, est, "wb") for est, ref in _numpy_pairs(estimate, reference, rate, PESQ_RATE)])
 
 
 def griffin_lim(log_mel: torch.Tensor, iterations: int = 32, length: int | None = None) -> torch.Tensor:

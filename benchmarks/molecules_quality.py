@@ -130,7 +130,7 @@ def main():
 
 def write_table(results: dict, threads: int) -> None:
     lines = [machine(threads), "", HEADER]
-    for part, label in (("selfies", "**ours, SELFIES (default)**"), ("smiles", "**ours, SMILES**"), ("reference", "MOSES train, 10k (our FCD code)")):
+    for part, label in (("selfies", "**ours, SELFIES (default)**"), ("smiles", "**ours, SMILES (experimental)**"), ("reference", "MOSES train, 10k (our FCD code)")):
         if part in results:
             s = results[part]
             extra = f", {s['n']:,} samples, {s['steps']} steps, {draws(s.get('sampler_options'))}" if part != "reference" else ""

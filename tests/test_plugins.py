@@ -75,7 +75,7 @@ def test_incompatible_api_is_refused_with_a_clear_message(plugin_site):
     assert "fake-sampler" not in pm.samplers
 
 
-@pytest.mark.parametrize("declared,ok", [("1.0", True), ("1.1", True), ("1.2", True), ("1.3", True), ("1.4", False), ("0.9", False), ("2.0", False), ("one", False), (None, False)])
+@pytest.mark.parametrize("declared,ok", [("1.0", True), ("1.1", True), ("1.2", True), ("1.3", True), ("1.4", True), ("1.5", False), ("0.9", False), ("2.0", False), ("one", False), (None, False)])
 def test_api_version_rule(declared, ok):
     assert api_compatible(declared)[0] is ok
 
@@ -213,3 +213,38 @@ def test_plugin_writers_and_guidance_are_usable(plugin_site, tmp_path):
     doubled = toy.generate(n=6, condition={"component": "west"}, guidance=[parse_guidance("cfg2x=1.5", pm.guidance)], seed=3)
     direct = condgen.load("toy").generate(n=6, condition={"component": "west"}, guidance=["cfg=3"], seed=3)
     assert torch.equal(doubled.x, direct.x)
+
+
+DRAFT = """
+import condgen
+__condgen_api__ = "1.4"
+
+
+class Ready(condgen.Generator):
+    name = "draft-ready"
+    weights = None
+
+
+class Draft(Ready):
+    name = "draft-unready"
+    experimental = True
+
+
+@condgen.hookimpl
+def register_generators(register):
+    register(Ready())
+    register(Draft())
+"""
+
+
+def test_an_experimental_generator_is_marked_in_core_info_and_core_plugins(plugin_site):
+    plugin_site.add("draft", DRAFT)
+    info = run_core("info")
+    assert info.returncode == 0, info.stderr
+    lines = [line for line in info.stdout.splitlines() if line.startswith("generator draft-")]
+    assert sorted(line.split(" [")[0] for line in lines) == ["generator draft-ready", "generator draft-unready (experimental)"]
+    described = json.loads(run_core("info", "--json").stdout)["generators"]
+    assert described["draft-unready"]["experimental"] is True and described["draft-ready"]["experimental"] is False
+    listed = run_core("plugins")
+    assert listed.returncode == 0, listed.stderr
+    assert "draft-unready (experimental)" in listed.stdout and "draft-ready (experimental)" not in listed.stdout

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 #: Version of the hook and object API offered to plugins, "major.minor". A plugin
 #: declares the version it was written for as ``__condgen_api__``; it loads when the
 #: major numbers are equal and its minor is not newer than ours.
-PLUGIN_API = "1.3"
+PLUGIN_API = "1.4"
 
 # name -> module that defines it; imported on first attribute access (PEP 562) so that
 # `core --help` and plugin registration never pay for torch.

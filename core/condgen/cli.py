@@ -161,9 +161,16 @@ def plugins(ctx, as_json, requirements):
         return
     rows = []
     for r in records:
-        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["provides"].items())
+        provides = "; ".join(f"{k}: {', '.join(_marked(manager, k, v))}" for k, v in r["provides"].items())
         rows.append({**r, "provides": provides, "error": r["error"]})
     _table(rows, ["name", "version", "status", "provides", "error"])
+
+
+def _marked(manager, table: str, names: list[str]) -> list[str]:
+    """Names as `core plugins` lists them: an experimental generator's with "(experimental)"."""
+    if table != "generators":
+        return names
+    return [f"{n} (experimental)" if getattr(manager.generators.get(n), "experimental", False) else n for n in names]
 
 
 _INDEX_OPTION = click.option("--index", "index_source", metavar="PATH|URL", help="Registry index (default: $CONDGEN_REGISTRY or the one shipped with condgen).")
@@ -826,7 +833,7 @@ def info(as_json):
         if key == "generators":
             for name, g in value.items():
                 conds = ", ".join(f"{k} ({c['accepted']})" for k, c in g["conditions"].items()) or "none"
-                click.echo(f"generator {name} [{g['kind']}, plugin {g['plugin']}]: conditions {conds}; sampler {g['default_sampler']} x{g['default_steps']}; formats {', '.join(g['formats'])}")
+                click.echo(f"generator {name}{' (experimental)' if g['experimental'] else ''} [{g['kind']}, plugin {g['plugin']}]: conditions {conds}; sampler {g['default_sampler']} x{g['default_steps']}; formats {', '.join(g['formats'])}")
         else:
             click.echo(f"{key}: {value}")
 

@@ -51,6 +51,10 @@ class Generator:
     aliases: tuple[str, ...] = ()
     #: Set by the loader: the plugin that registered this generator.
     plugin: str = ""
+    #: True for a generator that works but falls short of its plugin's bars (say, most of
+    #: its samples invalid): `core info` and `core plugins` mark it "(experimental)".
+    #: Keep such a generator out of defaults. Added in plugin API 1.4.
+    experimental: bool = False
 
     # -- what a plugin implements -----------------------------------------------------
 
@@ -116,6 +120,7 @@ class Generator:
             "default_sampler_options": dict(self.default_sampler_options or {}),
             "default_guidance": list(self.default_guidance),
             "formats": list(self.formats),
+            "experimental": bool(self.experimental),
         }
 
     def load_model(self, weights: str | None = None):
@@ -426,7 +431,8 @@ class Session:
         parsed = [parse_guidance(g, tables["guidance"]) if isinstance(g, str) else g for g in specs]
         for g in parsed:
             if generator.kind not in g.kinds:
-                raise UsageError(f"guidance {g.name!r} does not apply to model kind {generator.kind!r} (applies to {', '.join(g.kinds)})")
+                elsewhere = f": {g.elsewhere}" if getattr(g, "elsewhere", "") else ""
+                raise UsageError(f"guidance {g.name!r} does not apply to model kind {generator.kind!r} (applies to {', '.join(g.kinds)}){elsewhere}")
         self.guidance = [g.bind(generator) if hasattr(g, "bind") else g for g in parsed]
         runners = [g for g in self.guidance if getattr(g, "runs_above_sampler", False)]
         if len(runners) > 1:

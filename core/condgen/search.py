@@ -124,6 +124,8 @@ class TreeSearch:
 
     name = "tree"
     kinds = ("denoiser",)
+    #: Said when a model of another kind asks for it (a Bayesian flow has no noisy x_t to branch).
+    elsewhere = "it branches a denoiser's noisy chain x_t, which other kinds do not have; search with best-of-n=N,reward=NAME instead"
     runs_above_sampler = True
     needs_grad = False
 

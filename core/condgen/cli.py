@@ -436,6 +436,8 @@ def _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sa
 
         torch.set_num_threads(threads)
     gen = find_generator(get_plugin_manager({plugin}), plugin, model)
+    if gen.experimental and ranks.main:
+        click.echo(f"warning: {gen.name} is experimental ({gen.description}); its plugin's docs say what it falls short of", err=True)
     parsed = gen.conditions.parse_cli(_shorthand_conditions(conditions, data=data, target=target, prompt=prompt))
     run_dir = RunDirectory(out or ranks.broadcast(str(_default_out(gen.name))))  # one name, rank 0's clock
     run_dir.check(resume=resume)

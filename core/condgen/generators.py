@@ -52,7 +52,8 @@ class Generator:
     #: Set by the loader: the plugin that registered this generator.
     plugin: str = ""
     #: True for a generator that works but falls short of its plugin's bars (say, most of
-    #: its samples invalid): `core info` and `core plugins` mark it "(experimental)".
+    #: its samples invalid): `core info` and `core plugins` mark it "(experimental)", and
+    #: `core generate` warns on standard error.
     #: Keep such a generator out of defaults. Added in plugin API 1.4.
     experimental: bool = False
 

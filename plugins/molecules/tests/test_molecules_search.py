@@ -104,3 +104,12 @@ def test_the_smiles_model_is_marked_experimental_where_users_list_generators(cor
     import condgen
 
     assert condgen.load("molecules").name == "molecules"  # the default stays the SELFIES model
+
+
+def test_generating_with_the_smiles_model_warns_that_it_is_experimental(core, tmp_path):
+    code, _, err = core("generate", "--plugin", "molecules", "--model", "molecules-smiles", "-n", "2", "--steps", "2", "--out", tmp_path / "smiles")
+    assert code == 0, err
+    assert "warning: molecules-smiles is experimental" in err
+    code, _, err = core("generate", "--plugin", "molecules", "-n", "2", "--steps", "2", "--out", tmp_path / "selfies")
+    assert code == 0, err
+    assert "experimental" not in err

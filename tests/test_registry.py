@@ -99,6 +99,10 @@ def _drop(key):
     (_add(name="toys", distribution="condgen-toy-fork", repository="plugins/toy"), "condgen-toy-fork' is neither installed"),
     (_edit(name="toys"), "distribution 'condgen-toy' does not register plugin 'toys' (its condgen entry points: toy)"),
     (_edit(repository="plugins/nope"), "repository path 'plugins/nope' is not a folder of this repository"),
+    # toy declares __condgen_api__ = "1.1": a range that admits 1.0 lets `core install` put it
+    # beside a core it cannot load on; one that starts above 1.1 turns away the cores it runs on
+    (_edit(condgen_api=">=1.0,<2"), "plugins[0] (toy): condgen_api '>=1.0,<2' admits plugin API 1.0, but the plugin declares __condgen_api__ = '1.1'"),
+    (_edit(condgen_api=">=1.2,<2"), "plugins[0] (toy): condgen_api '>=1.2,<2' leaves out plugin API 1.1, which the plugin declares; make it '>=1.1,<2'"),
 ])
 def test_planted_bad_entries_fail_validation(core, planted, change, message):
     path = planted(change)

@@ -182,6 +182,10 @@ def validate(source=None, online: bool = False) -> tuple[list[str], list[dict], 
                 unchecked.append(dist)
             elif problem:
                 problems.append(f"{where}: {problem}")
+        if isinstance(name, str) and is_distribution_name(dist) and isinstance(entry.get("condgen_api"), str) and _valid_specifier(entry["condgen_api"]):
+            problem = _range_problem(entry["condgen_api"], _declared_api(name, dist, root))
+            if problem:
+                problems.append(f"{where}: {problem}")
         repository = entry.get("repository")
         if isinstance(repository, str) and not is_url(repository):
             if root is None:
@@ -279,6 +283,63 @@ def _repository_distributions(root: Path) -> dict[str, set[str]]:
         if "name" in project:
             found[normalize(project["name"])] = set(project.get("entry-points", {}).get("condgen", {}))
     return found
+
+
+def _declared_api(name: str, dist: str, root: Path | None) -> str | None:
+    """The ``__condgen_api__`` that plugin ``name`` of ``dist`` declares, read from its
+    plugin module's source (nothing is imported): built from this repository, or else
+    installed here; None where neither has it or the module does not say."""
+    import ast
+    import importlib.util
+
+    source = None
+    for pyproject in [] if root is None else [*root.glob("plugins/*/pyproject.toml"), *root.glob("examples/third_party/*/pyproject.toml")]:
+        try:
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        module = project.get("entry-points", {}).get("condgen", {}).get(name)
+        if normalize(project.get("name", "")) == normalize(dist) and isinstance(module, str):
+            relative = module.split(":")[0].replace(".", "/") + ".py"
+            found = [f for f in (pyproject.parent / "src" / relative, pyproject.parent / relative) if f.is_file()]
+            source = found[0] if found else None
+            break
+    else:
+        try:
+            module = next(ep.value for ep in metadata.distribution(dist).entry_points if ep.group == "condgen" and ep.name == name)
+            spec = importlib.util.find_spec(module.split(":")[0])
+            source = Path(spec.origin) if spec is not None and spec.origin else None
+        except (metadata.PackageNotFoundError, StopIteration, ImportError, ValueError):
+            return None
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8")) if source is not None else None
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in [] if tree is None else tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__condgen_api__" for t in node.targets) \
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return node.value.value
+    return None
+
+
+def _range_problem(api_range: str, declared: str | None) -> str | None:
+    """What is wrong with an entry's ``condgen_api`` for a plugin declaring ``declared``:
+    the range must hold the plugin's own API and no older minor version of it (a core
+    that old lacks something the plugin uses, so install would pass and loading fail)."""
+    from packaging.specifiers import SpecifierSet
+
+    try:
+        major, minor = (int(p) for p in str(declared).split("."))
+    except ValueError:
+        return None  # not declared, or not major.minor: loading the plugin says so
+    allowed = SpecifierSet(api_range)
+    if not allowed.contains(declared, prereleases=True):
+        return f"condgen_api {api_range!r} leaves out plugin API {declared}, which the plugin declares; make it '>={declared},<{major + 1}'"
+    older = [f"{major}.{m}" for m in range(minor) if allowed.contains(f"{major}.{m}", prereleases=True)]
+    if older:
+        return (f"condgen_api {api_range!r} admits plugin API {older[0]}, but the plugin declares __condgen_api__ = {declared!r} "
+                f"and needs a core that offers it; make it '>={declared},<{major + 1}'")
+    return None
 
 
 _UNCHECKED = "unchecked"

@@ -75,7 +75,7 @@ def test_incompatible_api_is_refused_with_a_clear_message(plugin_site):
     assert "fake-sampler" not in pm.samplers
 
 
-@pytest.mark.parametrize("declared,ok", [("1.0", True), ("1.1", True), ("1.2", True), ("1.3", True), ("1.4", True), ("1.5", False), ("0.9", False), ("2.0", False), ("one", False), (None, False)])
+@pytest.mark.parametrize("declared,ok", [("1.0", True), ("1.1", True), ("1.2", True), ("1.3", True), ("1.4", True), ("1.5", True), ("1.6", False), ("0.9", False), ("2.0", False), ("one", False), (None, False)])
 def test_api_version_rule(declared, ok):
     assert api_compatible(declared)[0] is ok
 

@@ -66,3 +66,38 @@ def test_ema_update_moves_each_tensor_by_one_minus_decay():
     ema, params = [torch.zeros(3), torch.ones(2)], [torch.ones(3), torch.full((2,), 3.0)]
     ema_update(ema, params, 0.9)
     assert torch.allclose(ema[0], torch.full((3,), 0.1)) and torch.allclose(ema[1], torch.full((2,), 1.2))
+
+
+def test_optimizer_state_survives_a_safetensors_file_and_resumes_the_same_steps(tmp_path):
+    from condgen import load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
+
+    def setup():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+        return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def steps(model, optimizer, count):
+        for i in range(count):
+            x = torch.linspace(-1, 1, 24).view(8, 3) * (i + 1)
+            optimizer.zero_grad()
+            model(x).pow(2).mean().backward()
+            optimizer.step()
+
+    model, optimizer = setup()
+    steps(model, optimizer, 3)
+    path = tmp_path / "state.safetensors"
+    save_checkpoint(path, {**{f"model.{k}": v for k, v in model.state_dict().items()}, **optimizer_tensors(optimizer, "adam")}, {}, generator="g:train-state")
+    steps(model, optimizer, 2)  # the uninterrupted run
+
+    tensors = load_checkpoint(path, generator="g:train-state").tensors
+    assert {k for k in tensors if k.startswith("adam.")} == {f"adam.{i}.{f}" for i in range(4) for f in ("step", "exp_avg", "exp_avg_sq")}
+    resumed, resumed_optimizer = setup()
+    resumed.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    load_optimizer_tensors(resumed_optimizer, tensors, "adam")
+    steps(resumed, resumed_optimizer, 2)
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    fresh, fresh_optimizer = setup()  # without the moments, the same two steps land elsewhere
+    fresh.load_state_dict(resumed.state_dict() | {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    steps(fresh, fresh_optimizer, 2)
+    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))

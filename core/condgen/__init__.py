@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 #: Version of the hook and object API offered to plugins, "major.minor". A plugin
 #: declares the version it was written for as ``__condgen_api__``; it loads when the
 #: major numbers are equal and its minor is not newer than ours.
-PLUGIN_API = "1.4"
+PLUGIN_API = "1.5"
 
 # name -> module that defines it; imported on first attribute access (PEP 562) so that
 # `core --help` and plugin registration never pay for torch.
@@ -81,6 +81,9 @@ _LAZY = {
     "ReportTable": "condgen.report",
     "ReportText": "condgen.report",
     "ReportHtml": "condgen.report",
+    # Added in plugin API 1.5: the optimiser's state in a safetensors training-state file.
+    "optimizer_tensors": "condgen.training",
+    "load_optimizer_tensors": "condgen.training",
 }
 
 __all__ = [

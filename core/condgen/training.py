@@ -1,5 +1,6 @@
 """Small pieces that every plugin's training loop needs: a wall-clock budget, the EMA and
-data-parallel training over torch.distributed ranks.
+data-parallel training over torch.distributed ranks, and the optimiser's state as flat
+tensors for a resumable safetensors file (nothing pickled).
 
 A run given "S seconds" (a lent GPU, a CI slot) should end its learning-rate schedule
 when the time does, not be cut off halfway down the cosine. ``BudgetPlan`` times a
@@ -99,6 +100,29 @@ def ema_update(ema_parameters: list, parameters: list, decay: float) -> None:
 
     with torch.no_grad():
         torch._foreach_lerp_(ema_parameters, parameters, 1.0 - decay)
+
+
+def optimizer_tensors(optimizer, prefix: str = "opt") -> dict:
+    """An optimiser's per-parameter state as flat tensors for a safetensors file:
+    ``{prefix}.{parameter index}.{field}`` (Adam: ``step``, ``exp_avg``, ``exp_avg_sq``).
+    The hyper-parameters are not kept: the training recipe sets them again on resume."""
+    import torch
+
+    return {f"{prefix}.{index}.{field}": value if torch.is_tensor(value) else torch.tensor(value)
+            for index, state in optimizer.state_dict()["state"].items() for field, value in state.items()}
+
+
+def load_optimizer_tensors(optimizer, tensors: dict, prefix: str = "opt") -> None:
+    """Put back into ``optimizer`` the state ``optimizer_tensors`` wrote under ``prefix``
+    (other keys in ``tensors`` are left alone), so the next step is the one an
+    uninterrupted run would have taken."""
+    state = optimizer.state_dict()
+    state["state"] = {}
+    for key, value in tensors.items():
+        index, dot, field = key.removeprefix(f"{prefix}.").partition(".")
+        if key.startswith(f"{prefix}.") and dot and index.isdigit():
+            state["state"].setdefault(int(index), {})[field] = value
+    optimizer.load_state_dict(state)
 
 
 class DataParallel:

@@ -133,6 +133,25 @@ def test_a_wall_clock_budget_ends_training_and_keeps_state_and_snapshots_where_a
     assert len(names) == 2 and names[-1] == f"mel.step{summary['steps']}.safetensors", names
 
 
+def test_resume_continues_exactly_where_training_stopped(corpus, tmp_path):
+    recipe, dataset = tiny(RECIPES["mel"], batch=4), training_data("train", corpus)
+    straight = tmp_path / "straight.safetensors"
+    train(recipe, straight, steps=20, arch=TINY_MEL, train_data=dataset)
+
+    def stop_after_12(done, total, **_):
+        if done == 12:
+            raise KeyboardInterrupt
+
+    broken = tmp_path / "broken.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, broken, steps=20, arch=TINY_MEL, train_data=dataset, progress=stop_after_12)
+    assert (tmp_path / "broken.state.safetensors").is_file()  # the step-10 state survived
+    summary = train(recipe, broken, steps=20, arch=TINY_MEL, train_data=dataset, resume=True)
+    assert summary["resumed_from"] == 10
+    a, b = load_checkpoint(straight).tensors, load_checkpoint(broken).tensors
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.fixture(scope="module")
 def tiny_vocoder(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("vocoder") / "vocoder.safetensors"

@@ -2,7 +2,7 @@
 
 import condgen
 
-__condgen_api__ = "1.3"
+__condgen_api__ = "1.5"
 
 DIGIT_GENERATORS = ("audio", "audio-wave")
 

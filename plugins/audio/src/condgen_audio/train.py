@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import condgen
-from condgen import BudgetPlan, ema_update, load_checkpoint, save_checkpoint
+from condgen import BudgetPlan, ema_update, load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
 
 from condgen_audio import data
 from condgen_audio.model import DiffWave, MelDenoiser, make_path
@@ -196,9 +196,7 @@ def lr_at(step: int, recipe: Recipe, total: int) -> float:
 
 def _save(out: Path, state_file: Path, model, ema, opt, step: int, gens: dict, config: dict, generator: str, summary: dict) -> str:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for index, state in opt.state_dict()["state"].items():
-        for name, value in state.items():
-            tensors[f"opt.{index}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors.update(optimizer_tensors(opt, "opt"))
     tensors["step"] = torch.tensor(step)
     tensors.update({f"rng.{name}": g.get_state() for name, g in gens.items()})
     save_checkpoint(state_file, tensors, {**config, "summary": summary}, generator=f"{generator}:train-state")
@@ -211,13 +209,7 @@ def _resume(out: Path, state_file: Path, model, ema, opt, gens: dict, generator:
     state = load_checkpoint(state_file, generator=f"{generator}:train-state")
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.tensors.items() if k.startswith("model.")})
     ema.load_state_dict(load_checkpoint(out, generator=generator).tensors)
-    opt_state = opt.state_dict()
-    opt_state["state"] = {}
-    for key, value in state.tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(index), {})[name] = value
-    opt.load_state_dict(opt_state)
+    load_optimizer_tensors(opt, state.tensors, "opt")
     for name, g in gens.items():
         if f"rng.{name}" not in state.tensors:
             raise condgen.UsageError(f"--resume: {state_file} was written by another device's run; train without --resume")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 import condgen
-from condgen import BudgetPlan, ema_update, load_checkpoint, save_checkpoint
+from condgen import BudgetPlan, ema_update, load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
 
 from condgen_eeg import data
 from condgen_eeg.model import ProjectionCritic, UNet1D, WGANGenerator, WGANOneStep, gradient_penalty, min_max_scale
@@ -223,9 +223,7 @@ def _save(out: Path, trainer, step: int, gen: torch.Generator, summary: dict) ->
     recipe = trainer.recipe
     tensors = {f"{name}.{k}": v for name, module in trainer.modules.items() for k, v in module.state_dict().items()}
     for name, opt in trainer.optimisers.items():
-        for index, state in opt.state_dict()["state"].items():
-            for key, value in state.items():
-                tensors[f"{name}.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        tensors.update(optimizer_tensors(opt, name))
     tensors["step"], tensors["rng"] = torch.tensor(step), gen.get_state()
     save_checkpoint(state_path(out), tensors, {**trainer.config, "summary": summary}, generator=f"{recipe.generator}:train-state")
     return save_checkpoint(out, trainer.weights(), {**trainer.config, "trained": summary}, generator=recipe.generator)
@@ -239,13 +237,7 @@ def _resume(out: Path, trainer, gen: torch.Generator) -> tuple[int, dict]:
     for name, module in trainer.modules.items():
         module.load_state_dict({k[len(name) + 1:]: v for k, v in state.tensors.items() if k.startswith(f"{name}.")})
     for name, opt in trainer.optimisers.items():
-        opt_state = opt.state_dict()
-        opt_state["state"] = {}
-        for key, value in state.tensors.items():
-            if key.startswith(f"{name}."):
-                _, index, field = key.split(".", 2)
-                opt_state["state"].setdefault(int(index), {})[field] = value
-        opt.load_state_dict(opt_state)
+        load_optimizer_tensors(opt, state.tensors, name)
     gen.set_state(state.tensors["rng"])
     return int(state.tensors["step"]), state.config.get("summary", {})
 

@@ -2,7 +2,7 @@
 
 import condgen
 
-__condgen_api__ = "1.1"
+__condgen_api__ = "1.5"
 
 DIGIT_GENERATORS = ("images", "images-maskgit")
 SHAPE_GENERATORS = ("images-shapes",)

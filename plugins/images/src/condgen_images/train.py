@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import condgen
-from condgen import load_checkpoint, save_checkpoint
+from condgen import load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
 
 from condgen_images import data
 from condgen_images.model import DiT, MaskGIT, make_path
@@ -196,9 +196,7 @@ def state_path(out: Path) -> Path:
 
 def _save_state(out: Path, model, ema, opt, step: int, gen: torch.Generator, config: dict, generator: str, summary: dict) -> str:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for index, state in opt.state_dict()["state"].items():
-        for name, value in state.items():
-            tensors[f"opt.{index}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors.update(optimizer_tensors(opt, "opt"))
     tensors["step"] = torch.tensor(step)
     tensors["rng"] = gen.get_state()
     save_checkpoint(state_path(out), tensors, {**config, "summary": summary}, generator=f"{generator}:train-state")
@@ -212,13 +210,7 @@ def _load_state(out: Path, model, ema, opt, gen: torch.Generator, generator: str
     weights = load_checkpoint(out, generator=generator)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.tensors.items() if k.startswith("model.")})
     ema.load_state_dict(weights.tensors)
-    opt_state = opt.state_dict()
-    opt_state["state"] = {}
-    for key, value in state.tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(index), {})[name] = value
-    opt.load_state_dict(opt_state)
+    load_optimizer_tensors(opt, state.tensors, "opt")
     gen.set_state(state.tensors["rng"])
     return int(state.tensors["step"]), state.config.get("summary", {})
 

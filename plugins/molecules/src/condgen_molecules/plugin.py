@@ -2,7 +2,7 @@
 
 import condgen
 
-__condgen_api__ = "1.4"
+__condgen_api__ = "1.5"
 
 GENERATORS = ("molecules", "molecules-smiles")
 

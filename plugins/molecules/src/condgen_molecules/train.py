@@ -38,7 +38,7 @@ from pathlib import Path
 
 import condgen
 import torch
-from condgen import BudgetPlan, ema_update, load_checkpoint, save_checkpoint
+from condgen import BudgetPlan, ema_update, load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
 
 from condgen_molecules import data
 from condgen_molecules.model import POSITIONS, UNSTATED_CONDITION_HIDDEN, UNSTATED_POSITIONS, ChemBFN, continuous_loss, sender_theta
@@ -177,9 +177,7 @@ def _save(out, state_path, recipe, config, model, ema, optimizer, step, generato
     weights = {k: v.detach().to("cpu", dtype) for k, v in ema.state_dict().items()}
     save_checkpoint(out, weights, {**config, "trained_steps": step, "final_loss": losses[-1] if losses else None}, recipe.generator)
     state = {f"model.{k}": v.cpu() for k, v in model.state_dict().items()}
-    for i, group in optimizer.state_dict()["state"].items():
-        for name, value in group.items():
-            state[f"adam.{i}.{name}"] = value.cpu() if torch.is_tensor(value) else torch.tensor(value)
+    state.update(optimizer_tensors(optimizer, "adam"))
     state["rng"] = generator.get_state()
     save_checkpoint(state_path, state, {"step": step, "losses": losses, "planned_steps": recipe.steps}, recipe.generator + ".state")
 
@@ -190,10 +188,7 @@ def _restore(out, state_path, model, ema, optimizer, generator) -> tuple[int, li
     model.load_state_dict({k[6:]: v for k, v in state.tensors.items() if k.startswith("model.")})
     saved = load_checkpoint(out)
     ema.load_state_dict(saved.tensors)
-    optimizer_state = optimizer.state_dict()
-    optimizer_state["state"] = {i: {name: state.tensors[f"adam.{i}.{name}"] for name in ("step", "exp_avg", "exp_avg_sq")}
-                                for i in range(len(list(model.parameters())))}
-    optimizer.load_state_dict(optimizer_state)
+    load_optimizer_tensors(optimizer, state.tensors, "adam")
     generator.set_state(state.tensors["rng"])
     return int(state.config["step"]), list(state.config["losses"]), saved.config
 

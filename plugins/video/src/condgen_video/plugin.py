@@ -2,7 +2,7 @@
 
 import condgen
 
-__condgen_api__ = "1.3"  # Writer.companions
+__condgen_api__ = "1.5"  # 1.3: Writer.companions; 1.5: optimizer_tensors
 
 GENERATORS = ("video",)
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import condgen
-from condgen import load_checkpoint, save_checkpoint
+from condgen import load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
 
 from condgen_video import data
 from condgen_video.model import FourPlaneAutoencoder, LatentVideoDiT, hold_last_given
@@ -131,9 +131,7 @@ def state_path(out: Path) -> Path:
 
 def _save(out: Path, model, ema, opt, stage: str, step: int, gen, config: dict, summary: dict) -> str:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for index, state in opt.state_dict()["state"].items():
-        for name, value in state.items():
-            tensors[f"opt.{index}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors.update(optimizer_tensors(opt, "opt"))
     tensors["step"] = torch.tensor(step)
     tensors["rng"] = gen.get_state()
     save_checkpoint(state_path(out), tensors, {**config, "stage": stage, "summary": summary}, generator=f"{GENERATOR}:train-state")
@@ -144,16 +142,6 @@ def _load(out: Path):
     if not out.is_file() or not state_path(out).is_file():
         raise condgen.UsageError(f"--resume: no checkpoint and training state at {out} (and {state_path(out).name}); train without --resume first")
     return load_checkpoint(state_path(out), generator=f"{GENERATOR}:train-state"), load_checkpoint(out, generator=GENERATOR)
-
-
-def _restore_optimizer(opt, tensors: dict) -> None:
-    opt_state = opt.state_dict()
-    opt_state["state"] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(index), {})[name] = value
-    opt.load_state_dict(opt_state)
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -195,7 +183,7 @@ def _train_autoencoder(out, model, recipe, config, gen, glyph_set, seed, start, 
     opt = torch.optim.AdamW(autoencoder.parameters(), lr=recipe.ae_lr, weight_decay=0.0)
     if state is not None:
         autoencoder.load_state_dict({k.removeprefix("model.autoencoder."): v for k, v in state.tensors.items() if k.startswith("model.autoencoder.")})
-        _restore_optimizer(opt, state.tensors)
+        load_optimizer_tensors(opt, state.tensors, "opt")
     curve = list(summary.get("ae_loss_curve", []))
     block, started = [], time.perf_counter()
     autoencoder.train()
@@ -250,7 +238,7 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
     ema = copy.deepcopy(model).eval()
     if state is not None:
         ema.load_state_dict(weights.tensors)
-        _restore_optimizer(opt, state.tensors)
+        load_optimizer_tensors(opt, state.tensors, "opt")
     curve = list(summary.get("loss_curve", []))
     block, started = [], time.perf_counter()
     model.train()

@@ -14,8 +14,14 @@ the manifest counts it) and wall seconds on this machine. What search keeps is s
 as the quality benchmark scores samples: validity, distinct valid / valid, unique@k
 (k = min(n, 200)) and IntDiv1 per target (averaged over targets), novelty against MOSES
 train over all targets. With --write the results merge into
-benchmarks/molecules_search.json (per property, so the properties can run in parallel
-processes) and the table in docs/plugins/molecules.md is rewritten from it.
+benchmarks/molecules_search.json (one entry per configuration of samples per target,
+best-of-N and CFG scale; within it, per property, so the properties can run in parallel
+processes) and the tables in docs/plugins/molecules.md are rewritten from it, the
+largest configuration first.
+
+Each finished target is kept in benchmarks/.partial/ (not committed): a run that is
+stopped (a session's end, Ctrl-C) and started again with the same options goes on from
+the next target, with the same figures it would have had.
 """
 
 from __future__ import annotations
@@ -30,6 +36,20 @@ from molecules_common import ROOT, add_guided_run_arguments, draws, machine, run
 from molecules_conditioning import TARGETS
 
 RESULTS = ROOT / "benchmarks" / "molecules_search.json"
+PARTIAL = ROOT / "benchmarks" / ".partial"
+
+
+def configuration(n: int, best_of: int, scale: float) -> str:
+    """The results' key of a run: ``n200,best-of-4,cfg=2``."""
+    return f"n{n},best-of-{best_of},cfg={scale:g}"
+
+
+def stored() -> dict:
+    """configuration -> result; a file from before configurations were kept is one entry."""
+    if not RESULTS.is_file():
+        return {}
+    data = json.loads(RESULTS.read_text())
+    return data if "properties" not in data else {configuration(data["n"], data["best_of"], data["scale"]): data}
 
 
 def scores(run, key, target, k) -> dict:
@@ -62,7 +82,7 @@ def main():
     parser.add_argument("--table", action="store_true", help="only rewrite the table in the docs from the stored JSON")
     args = parser.parse_args()
     if args.table:
-        write_doc("search", table(json.loads(RESULTS.read_text()), args.threads))
+        write_doc("search", tables(stored(), args.threads))
         return
     torch.set_num_threads(args.threads)
     options = dict(seed=0, device="cpu", batch_size=500, **run_options(args.steps, args.weights, args.greedy))
@@ -75,16 +95,34 @@ def main():
     result = {"model": args.model, "n": args.n, "scale": args.scale, "best_of": args.best_of, "k": k,
               "steps": free.manifest["sampler"]["steps"], "sampler_options": free.manifest["sampler"]["options"],
               "weights_sha256": free.manifest["weights"]["sha256"], "properties": {}}
+    name_of_run = configuration(args.n, args.best_of, args.scale)
     for key in args.properties.split(","):
         rows, kept = [], {name: [] for name in ["unconditional", *settings]}
+        # finished targets of an earlier, stopped run with these options (the same weights and steps)
+        partial = PARTIAL / f"molecules_search-{key}-{name_of_run.replace(',', '-')}.json"
+        same_run = {f: result[f] for f in ("model", "steps", "weights_sha256")}
+        done = json.loads(partial.read_text()) if partial.is_file() else {}
+        done = done.get("targets", {}) if done.get("run") == same_run else {}
         for target in TARGETS[key]:
+            if f"{target:g}" in done:
+                row, smiles = done[f"{target:g}"]["row"], done[f"{target:g}"]["smiles"]
+                for name in settings:
+                    kept[name] += smiles[name]
+                rows.append(row)
+                print(key, "kept from the stopped run:", json.dumps(row), flush=True)
+                continue
             row = {"target": target, "unconditional": {"mae": float(np.abs(np.array([s[key] for s in free.samples if s["valid"]]) - target).mean()), **free_cost}}
+            smiles = {}
             for name, guidance in settings.items():
                 run, cost = timed(generator, args.n, options, condition={key: target}, guidance=guidance)
                 measured = scores(run, key, target, k)
-                kept[name] += measured.pop("smiles")
+                smiles[name] = measured.pop("smiles")
+                kept[name] += smiles[name]
                 row[name] = {**measured, **cost}
             rows.append(row)
+            done[f"{target:g}"] = {"row": row, "smiles": smiles}
+            PARTIAL.mkdir(exist_ok=True)
+            partial.write_text(json.dumps({"run": same_run, "targets": done}))
             print(key, json.dumps(row), flush=True)
         block = {"rows": rows}
         for name in ["unconditional", *settings]:
@@ -105,20 +143,27 @@ def main():
                   f"{block[name]['seconds_per_molecule']:.2f} s per molecule", flush=True)
     result["seconds"] = time.perf_counter() - started
     if args.write:
-        stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        same = {f: stored.get(f) for f in ("model", "n", "scale", "best_of", "steps", "weights_sha256")} == {f: result[f] for f in ("model", "n", "scale", "best_of", "steps", "weights_sha256")}
-        if same:
-            result["properties"] = {**stored["properties"], **result["properties"]}
-            result["seconds"] += stored.get("seconds", 0.0)
-        RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-        write_doc("search", table(result, args.threads))
+        results = stored()  # read now, not at the start: another property's process may have written meanwhile
+        before = results.get(name_of_run, {})
+        if {f: before.get(f) for f in ("model", "steps", "weights_sha256")} == {f: result[f] for f in ("model", "steps", "weights_sha256")}:
+            result["properties"] = {**before["properties"], **result["properties"]}
+            result["seconds"] += before.get("seconds", 0.0)
+        results[name_of_run] = result
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        write_doc("search", tables(results, args.threads))
+
+
+def tables(results: dict, threads) -> str:
+    """One table per stored configuration, the most samples per target first."""
+    ordered = sorted(results.values(), key=lambda r: (-r["n"], r["best_of"], r["scale"]))
+    return "\n".join(table(result, threads) for result in ordered)
 
 
 def table(result, threads) -> str:
     k, s, n_best = result["k"], result["scale"], result["best_of"]
     names = {"unconditional": "unconditional", "cfg": f"(a) CFG alone, cfg={s:g}",
              "search": f"(b) search alone, best-of-n={n_best},reward=target", "both": f"(c) both, cfg={s:g} + best-of-n={n_best}"}
-    lines = [machine(threads), "",
+    lines = [f"**{result['n']} molecules per target, best-of-{n_best}, cfg={s:g}**", "", machine(threads), "",
              (f"{result['n']} molecules per target and setting (targets as in the conditioning table), {result['steps']} steps "
               f"({draws(result.get('sampler_options'))} tokens), seed 0; unconditional: {4 * result['n']} samples, "
               f"its diversity over the first {result['n']}. MAE = mean |requested - RDKit value| over valid molecules, averaged "

@@ -1,10 +1,10 @@
-"""The images generators: DiT and MaskGIT on digits, DiT on procedural shapes.
+"""The images generators: DiT and MaskGIT on digits, DiT or U-Net on procedural shapes.
 
 | generator | model | data | conditions |
 |---|---|---|---|
 | ``images`` (default) | DiT, eps, VP path | digits 8x8 grey | ``digit`` |
 | ``images-maskgit`` | MaskGIT, 8 grey levels | digits 8x8 grey | ``digit`` |
-| ``images-shapes`` | DiT, eps, VP path | shapes32 32x32 RGB | ``shape``, ``hue`` |
+| ``images-shapes`` | DiT (the shipped weights) or U-Net, v, VP path | shapes32 32x32 RGB | ``shape``, ``hue`` |
 
 Samples decode to HxW (grey) or HxWx3 float arrays in [0, 1], written as PNG (default)
 or ``--format npy``; every run also gets ``grid.png``, the samples with their conditions.
@@ -36,14 +36,16 @@ class ImagesGenerator(condgen.Generator):
     bytes_per_sample = 1 << 18
     #: (model, dataset) of the recipe in condgen_images.train.RECIPES
     model_name = "dit"
+    #: the networks this generator's weights may hold (the config's "model")
+    backbones = ("dit",)
     dataset = "digits"
     cell = 40  # pixels per sample in grid.png
 
     def build_model(self, tensors, config):
         from condgen_images.train import build
 
-        if config.get("model") != self.model_name or config.get("dataset") != self.dataset:
-            raise ValueError(f"checkpoint is a {config.get('model')} on {config.get('dataset')}, not {self.model_name} on {self.dataset}")
+        if config.get("model") not in self.backbones or config.get("dataset") != self.dataset:
+            raise ValueError(f"checkpoint is a {config.get('model')} on {config.get('dataset')}, not {' or '.join(self.backbones)} on {self.dataset}")
         for key, names in config["conditions"].get("names", {}).items():
             if list(names) != list(self.conditions[key].names):
                 raise ValueError(f"checkpoint class names of {key!r} differ from this plugin's")
@@ -71,12 +73,19 @@ class ImagesGenerator(condgen.Generator):
         title = f"{self.name}: {shown} of {len(samples)} samples" if shown < len(samples) else f"{self.name}: {len(samples)} samples"
         return [write_grid(Path(run_dir) / "grid.png", samples[:shown], captions, cell=self.cell, title=title)]
 
-    def train(self, *, dataset, out, steps, seed, resume, device, progress):
+    def train(self, *, dataset, out, steps, seed, resume, device, progress, options=None):
         from condgen import resolve_device
 
         from condgen_images.train import recipe_for, train
 
-        recipe = recipe_for(self.model_name, dataset or self.dataset)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"backbone"})
+        if unknown:
+            raise condgen.UsageError(f"unknown training option {unknown[0]!r} for {self.name}; options: backbone={'|'.join(self.backbones)}")
+        backbone = options.get("backbone", self.model_name)
+        if backbone not in self.backbones:
+            raise condgen.UsageError(f"{self.name} has no {backbone!r} backbone; choose backbone={'|'.join(self.backbones)}")
+        recipe = recipe_for(backbone, dataset or self.dataset)
         return train(recipe, Path(out), steps=steps, seed=seed, resume=resume, device=str(resolve_device(device)), progress=progress)
 
 
@@ -89,6 +98,7 @@ class ImagesMaskGITGenerator(ImagesGenerator):
     default_guidance = ("cfg=2",)
     weights = str(WEIGHTS_DIR / "images-maskgit.safetensors")
     model_name = "maskgit"
+    backbones = ("maskgit",)
 
     def to_images(self, x):
         from condgen_images.train import DIGIT_CODEBOOK, dequantise_digits
@@ -98,7 +108,7 @@ class ImagesMaskGITGenerator(ImagesGenerator):
 
 class ImagesShapesGenerator(ImagesGenerator):
     name = "images-shapes"
-    description = "DiT on procedural 32x32 RGB shapes conditioned on shape class and hue; CFG drops both"
+    description = "DiT or U-Net (-c backbone=unet to train it) on procedural 32x32 RGB shapes conditioned on shape class and hue; CFG drops both"
     conditions = condgen.Schema({
         "shape": condgen.ClassLabel(names=SHAPES, description="which shape to draw (omit: any)"),
         "hue": condgen.Scalar(low=0.0, high=1.0, description="colour hue in [0, 1] (0 red, 1/3 green, 2/3 blue; omit: any)"),
@@ -107,6 +117,7 @@ class ImagesShapesGenerator(ImagesGenerator):
     weights = str(WEIGHTS_DIR / "images-shapes.safetensors")
     bytes_per_sample = 1 << 20
     dataset = "shapes32"
+    backbones = ("dit", "unet")
     cell = 64
 
     def caption(self, condition):

@@ -1,4 +1,5 @@
-"""The networks: a diffusion transformer (DiT) and a masked-token transformer (MaskGIT).
+"""The networks: a diffusion transformer (DiT), a U-Net denoiser (ADM) and a masked-token
+transformer (MaskGIT).
 
 DiT (Peebles & Xie 2023), as in the paper at a CPU-sized scale: the image is cut into
 p x p patches, linearly embedded, given fixed 2-D sin-cos position embeddings and run
@@ -193,6 +194,139 @@ class DiT(nn.Module):
             h = block(h, c)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         return self.unpatchify(self.out(modulate(self.norm_out(h), shift, scale))).to(dtype)
+
+
+# -- U-Net (ADM) -----------------------------------------------------------------------------
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """ADM's 32 groups, or the largest power of two that divides narrower widths."""
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+class ResBlock(nn.Module):
+    """ADM's residual block: GroupNorm, SiLU, 3x3 conv, then GroupNorm modulated by the
+    embedding (AdaGN: scale and shift from the noise level + condition), SiLU, dropout and a
+    zero-initialised 3x3 conv, so each block starts as the identity (or its 1x1 skip)."""
+
+    def __init__(self, channels: int, out_channels: int, emb_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.in_layers = nn.Sequential(group_norm(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_channels))
+        self.out_norm = group_norm(out_channels)
+        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        nn.init.zeros_(self.out_layers[-1].weight)
+        nn.init.zeros_(self.out_layers[-1].bias)
+        self.skip = nn.Identity() if channels == out_channels else nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x, emb):
+        h = self.in_layers(x)
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        return self.skip(x) + self.out_layers(self.out_norm(h) * (1 + scale) + shift)
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention over the pixels of a feature map (ADM uses it at 16x16 and 8x8)."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, hw, c / heads]
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class UNet(nn.Module):
+    """Class-conditional U-Net denoiser after ADM (Dhariwal & Nichol 2021), the backbone of
+    most 32x32 diffusion results; a condgen Denoiser predicting v (or eps), like DiT.
+
+    ``width`` channels at full resolution, times ``mults[i]`` at level i (each level halves
+    the resolution), ``blocks`` residual blocks per level on the way down and one more on
+    the way up (each taking the matching skip), self-attention at the resolutions in
+    ``attention``, and ResBlock-attention-ResBlock in the middle. The noise level and the
+    condition (the DiT's ``ConditionEmbedding``: labels, periodic hue, learned nulls for
+    CFG) are summed into one embedding that scales and shifts every block's GroupNorm.
+    """
+
+    kind = "denoiser"
+
+    def __init__(self, *, image_size: int, channels: int, width: int, mults: tuple[int, ...] = (1, 2, 2), blocks: int = 2,
+                 attention: tuple[int, ...] = (8,), heads: int = 4, dropout: float = 0.0,
+                 labels: dict[str, int], scalars: tuple[str, ...] = (), path=None, prediction: str = "eps"):
+        super().__init__()
+        if image_size % 2 ** (len(mults) - 1):
+            raise ValueError(f"image size {image_size} does not halve {len(mults) - 1} times")
+        self.image_size, self.channels, self.width = image_size, channels, width
+        self.sample_shape = (channels, image_size, image_size)
+        self.path = path or VPPath("linear")
+        self.prediction = prediction
+        emb_dim = 4 * width
+        self.t_embed = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.c_embed = ConditionEmbedding(emb_dim, labels, scalars)
+        self.conv_in = nn.Conv2d(channels, width, 3, padding=1)
+        self.down, skips, current, size = nn.ModuleList(), [width], width, image_size
+        for level, mult in enumerate(mults):
+            for _ in range(blocks):
+                layers = [ResBlock(current, width * mult, emb_dim, dropout)]
+                current = width * mult
+                if size in attention:
+                    layers.append(AttentionBlock(current, heads))
+                self.down.append(nn.ModuleList(layers))
+                skips.append(current)
+            if level < len(mults) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(current, current, 3, stride=2, padding=1)]))
+                skips.append(current)
+                size //= 2
+        self.middle = nn.ModuleList([ResBlock(current, current, emb_dim, dropout), AttentionBlock(current, heads),
+                                     ResBlock(current, current, emb_dim, dropout)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(mults))):
+            for i in range(blocks + 1):
+                layers = [ResBlock(current + skips.pop(), width * mult, emb_dim, dropout)]
+                current = width * mult
+                if size in attention:
+                    layers.append(AttentionBlock(current, heads))
+                if level > 0 and i == blocks:
+                    layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                    layers.append(nn.Conv2d(current, current, 3, padding=1))
+                    size *= 2
+                self.up.append(nn.ModuleList(layers))
+        self.out = nn.Sequential(group_norm(current), nn.SiLU(), nn.Conv2d(current, channels, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def embed_condition(self, cond: dict, batch: int, device) -> torch.Tensor:
+        return self.c_embed(cond, batch, device)
+
+    @staticmethod
+    def _run(layers, h, emb):
+        for layer in layers:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        return h
+
+    def forward(self, x, t, cond, condition_embedding=None):
+        dtype = x.dtype
+        x = x.float()
+        t = t.to(x.device).float().expand(x.shape[0])
+        emb = self.t_embed(timestep_embedding(t, self.width))
+        emb = emb + (condition_embedding if condition_embedding is not None else self.embed_condition(cond, x.shape[0], x.device))
+        h = self.conv_in(x)
+        skips = [h]
+        for layers in self.down:
+            h = self._run(layers, h, emb)
+            skips.append(h)
+        h = self._run(self.middle, h, emb)
+        for layers in self.up:
+            h = self._run(layers, torch.cat([h, skips.pop()], dim=1), emb)
+        return self.out(h).to(dtype)
 
 
 # -- MaskGIT -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Training recipes: DiT (eps loss) and MaskGIT (masked cross-entropy), with EMA and resume.
+"""Training recipes: DiT and the U-Net (denoising loss) and MaskGIT (masked cross-entropy),
+with EMA and resume.
 
 One loop serves both models. Every recipe draws all its randomness (batches, noise
 levels, masks, label dropout) from one ``torch.Generator`` seeded by ``--seed``; the
@@ -28,7 +29,7 @@ import condgen
 from condgen import load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
 
 from condgen_images import data
-from condgen_images.model import DiT, MaskGIT, make_path
+from condgen_images.model import DiT, MaskGIT, UNet, make_path
 
 PATH = {"name": "vp", "schedule": "linear", "beta_min": 0.1, "beta_max": 20.0}
 DIGIT_CODEBOOK = 8  # grey levels of the digits' token grid
@@ -38,7 +39,7 @@ T_MIN = 1e-3
 @dataclass(frozen=True)
 class Recipe:
     generator: str
-    model: str  # "dit" | "maskgit"
+    model: str  # "dit" | "unet" | "maskgit"
     dataset: str  # "digits" | "shapes32"
     arch: dict
     steps: int
@@ -55,7 +56,13 @@ RECIPES = {
     ("dit", "digits"): Recipe("images", "dit", "digits", dict(patch=2, width=96, depth=4, heads=4), steps=2000, batch=96),
     ("maskgit", "digits"): Recipe("images-maskgit", "maskgit", "digits", dict(width=96, depth=4, heads=4), steps=2000, batch=64),
     ("dit", "shapes32"): Recipe("images-shapes", "dit", "shapes32", dict(patch=4, width=96, depth=4, heads=4), steps=1000, batch=48),
+    # ADM's layout at a CPU's width: 32 -> 16 -> 8 pixels, attention at 8x8 (1.75M parameters)
+    ("unet", "shapes32"): Recipe("images-shapes", "unet", "shapes32", dict(width=32, mults=[1, 2, 2], blocks=2, attention=[8], heads=4),
+                                 steps=20000, batch=48, lr=3e-4, save_every=250),
 }
+
+#: the models trained by the denoising loss (``dit_loss``); the rest are masked-token models
+DENOISERS = ("dit", "unet")
 
 
 def recipe_for(model: str, dataset: str | None) -> Recipe:
@@ -99,7 +106,7 @@ def model_config(recipe: Recipe, **arch) -> dict:
         conditions = {"labels": {"shape": len(data.SHAPES)}, "scalars": ["hue"], "names": {"shape": list(data.SHAPES)}}
         image = {"image_size": 32, "channels": 3}
     config = {"model": recipe.model, "dataset": recipe.dataset, "arch": arch, "conditions": conditions, **image}
-    if recipe.model == "dit":
+    if recipe.model in DENOISERS:
         config.update(path=PATH, prediction=recipe.extra.get("prediction", "v"))
     else:
         config.update(codebook=DIGIT_CODEBOOK, grid=[8, 8])
@@ -113,6 +120,9 @@ def build(config: dict):
     if config["model"] == "dit":
         return DiT(image_size=config["image_size"], channels=config["channels"], labels=labels, scalars=scalars,
                    path=make_path(config), prediction=config.get("prediction", "eps"), **arch)
+    if config["model"] == "unet":
+        return UNet(image_size=config["image_size"], channels=config["channels"], labels=labels, scalars=scalars,
+                    path=make_path(config), prediction=config.get("prediction", "eps"), **arch)
     if config["model"] == "maskgit":
         return MaskGIT(grid=tuple(config["grid"]), codebook=config["codebook"], labels=labels, scalars=scalars, **arch)
     raise ValueError(f"unknown model {config['model']!r}")
@@ -132,7 +142,7 @@ def drop_labels(cond: dict, rate: float, gen: torch.Generator) -> dict:
 # -- losses ----------------------------------------------------------------------------------
 
 
-def dit_loss(model: DiT, x0: torch.Tensor, cond: dict, gen: torch.Generator, rows=None, forward=None) -> torch.Tensor:
+def dit_loss(model: DiT | UNet, x0: torch.Tensor, cond: dict, gen: torch.Generator, rows=None, forward=None) -> torch.Tensor:
     """||f_theta(alpha x0 + sigma eps, t, c) - target||^2, t ~ U[t_min, 1]; the target is eps
     or v = alpha eps - sigma x0 (Salimans & Ho 2022), as the model declares.
 
@@ -179,12 +189,12 @@ def maskgit_loss(model: MaskGIT, tokens: torch.Tensor, cond: dict, gen: torch.Ge
 
 
 def loss_for(config: dict) -> Callable:
-    return dit_loss if config["model"] == "dit" else maskgit_loss
+    return dit_loss if config["model"] in DENOISERS else maskgit_loss
 
 
 def prepare_targets(config: dict, x: torch.Tensor) -> torch.Tensor:
-    """What the loss sees: images for DiT, token grids for MaskGIT."""
-    return x if config["model"] == "dit" else quantise_digits(x, config["codebook"])
+    """What the loss sees: images for the denoisers, token grids for MaskGIT."""
+    return x if config["model"] in DENOISERS else quantise_digits(x, config["codebook"])
 
 
 # -- the loop ----------------------------------------------------------------------------------

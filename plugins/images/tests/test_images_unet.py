@@ -95,3 +95,26 @@ def test_core_train_takes_the_backbone_option_and_refuses_an_unknown_one(core, t
     code, _, err = core("train", "--plugin", "images", "--model", "images-shapes", "-c", "backbone=unet", "--steps", "1", "--out", tmp_path / "u.safetensors")
     assert code == 0, err
     assert condgen.load_checkpoint(tmp_path / "u.safetensors", generator="images-shapes").config["model"] == "unet"
+
+
+def test_a_wall_clock_budget_ends_training_and_resume_keeps_the_architecture(core, tmp_path):
+    out = tmp_path / "budget.safetensors"
+    small = ["-c", "backbone=unet", "-c", "width=8", "-c", "blocks=1"]
+    code, _, err = core("train", "--plugin", "images", "--model", "shapes", *small, "-c", "seconds=4", "--steps", "100000", "--out", out)
+    assert code == 0, err
+    checkpoint = condgen.load_checkpoint(out, generator="images-shapes")
+    done = checkpoint.config["trained"]["steps"]
+    assert 0 < done < 100000 and checkpoint.config["arch"]["width"] == 8  # the budget, not the step count, ended it
+    code, _, err = core("train", "--plugin", "images", "--model", "shapes", "-c", "width=16", "--resume", "--steps", str(done + 2), "--out", out)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "was trained with" in err
+    code, _, err = core("train", "--plugin", "images", "--model", "shapes", "--resume", "--steps", str(done + 2), "--out", out)
+    assert code == 0, err
+    assert condgen.load_checkpoint(out, generator="images-shapes").config["trained"]["steps"] == done + 2
+
+
+def test_unknown_or_malformed_training_options_get_one_line(core, tmp_path):
+    for option, message in (("depth=2", "options: backbone=dit|unet, seconds=S, width=N, blocks=N, heads=N"),
+                            ("width=wide", "unknown training option width=wide"), ("seconds=-3", "seconds=-3 is not a positive")):
+        code, _, err = core("train", "--plugin", "images", "--model", "shapes", "-c", "backbone=unet", "-c", option, "--out", tmp_path / "x.safetensors")
+        assert code != 0 and len(err.strip().splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "x.safetensors").exists()

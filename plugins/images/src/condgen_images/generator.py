@@ -79,14 +79,32 @@ class ImagesGenerator(condgen.Generator):
         from condgen_images.train import recipe_for, train
 
         options = dict(options or {})
-        unknown = sorted(set(options) - {"backbone"})
-        if unknown:
-            raise condgen.UsageError(f"unknown training option {unknown[0]!r} for {self.name}; options: backbone={'|'.join(self.backbones)}")
-        backbone = options.get("backbone", self.model_name)
+        if resume and "backbone" not in options and Path(out).is_file():  # go on with the interrupted run's network
+            options["backbone"] = condgen.load_checkpoint(out, generator=self.name).config.get("model", self.model_name)
+        backbone = options.pop("backbone", self.model_name)
         if backbone not in self.backbones:
             raise condgen.UsageError(f"{self.name} has no {backbone!r} backbone; choose backbone={'|'.join(self.backbones)}")
         recipe = recipe_for(backbone, dataset or self.dataset)
-        return train(recipe, Path(out), steps=steps, seed=seed, resume=resume, device=str(resolve_device(device)), progress=progress)
+        seconds = options.pop("seconds", None)
+        # the rest override the recipe's architecture (-c patch=2, -c width=48): whole numbers only
+        arch = {}
+        for key, value in options.items():
+            if key not in recipe.arch or not str(value).isdigit():
+                allowed = ", ".join(f"{k}=N" for k, v in recipe.arch.items() if isinstance(v, int))
+                raise condgen.UsageError(f"unknown training option {key}={value} for {self.name} ({backbone}); "
+                                         f"options: backbone={'|'.join(self.backbones)}, seconds=S, {allowed}")
+            arch[key] = int(value)
+        if seconds is not None and not (_number(seconds) or 0) > 0:
+            raise condgen.UsageError(f"seconds={seconds} is not a positive number of seconds")
+        return train(recipe, Path(out), steps=steps, seed=seed, resume=resume, device=str(resolve_device(device)), progress=progress,
+                     arch=arch or None, budget_s=_number(seconds) if seconds is not None else None)
+
+
+def _number(text) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 class ImagesMaskGITGenerator(ImagesGenerator):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import condgen
-from condgen import load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
+from condgen import BudgetPlan, load_checkpoint, load_optimizer_tensors, optimizer_tensors, save_checkpoint
 
 from condgen_images import data
 from condgen_images.model import DiT, MaskGIT, UNet, make_path
@@ -234,21 +234,31 @@ def lr_at(step: int, recipe: Recipe, total: int) -> float:
 
 
 def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, device: str = "cpu",
-          progress: Callable | None = None, arch: dict | None = None, train_data: dict | None = None) -> dict:
-    """Train ``recipe`` (``arch`` overrides its architecture, e.g. for tests) into ``out``."""
+          progress: Callable | None = None, arch: dict | None = None, train_data: dict | None = None, budget_s: float | None = None) -> dict:
+    """Train ``recipe`` (``arch`` overrides its architecture, e.g. for tests) into ``out``.
+
+    With ``budget_s`` the learning-rate schedule's length is fitted to that many seconds
+    of wall clock (``condgen.BudgetPlan``; ``steps`` is then the most it may plan), so a
+    run on a given budget ends its cosine on time instead of being cut off halfway."""
     out = Path(out)
     total = steps or recipe.steps
     if recipe.batch <= 0 or total <= 0:
         raise condgen.UsageError("steps and batch size must be positive")
+    if resume and out.is_file():  # the interrupted run's architecture, unless the same is given again
+        saved = load_checkpoint(out, generator=recipe.generator).config.get("arch", {})
+        if arch and {**saved, **arch} != saved:
+            raise condgen.UsageError(f"--resume: {out} was trained with {saved}; resume without architecture options or with the same")
+        arch = saved
     config = model_config(recipe, **(arch or {}))
     parallel = condgen.DataParallel(device)  # DDP under torchrun; a world of one otherwise
     try:
-        return _train(recipe, out, config, parallel, total=total, seed=seed, resume=resume, device=parallel.device, progress=progress, train_data=train_data)
+        return _train(recipe, out, config, parallel, total=total, seed=seed, resume=resume, device=parallel.device, progress=progress,
+                      train_data=train_data, budget_s=budget_s)
     finally:
         parallel.close()
 
 
-def _train(recipe, out, config, parallel, *, total, seed, resume, device, progress, train_data) -> dict:
+def _train(recipe, out, config, parallel, *, total, seed, resume, device, progress, train_data, budget_s) -> dict:
     torch.manual_seed(seed)
     model = build(config).to(device)
     ema = copy.deepcopy(model).eval()
@@ -269,7 +279,9 @@ def _train(recipe, out, config, parallel, *, total, seed, resume, device, progre
     trained = parallel.wrap(model)
     mine = parallel.shard(torch.arange(recipe.batch)) if parallel.size > 1 else None  # this rank's rows of each batch
     sha = None
-    for step in range(start, total):
+    plan = BudgetPlan(budget_s, total, start=start) if budget_s else None
+    step = start
+    while step < total:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe, total)
         index = torch.randint(targets.shape[0], (recipe.batch,), generator=gen)
@@ -284,6 +296,10 @@ def _train(recipe, out, config, parallel, *, total, seed, resume, device, progre
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1 - decay)
         block.append(float(loss.detach()))
+        if plan is not None:
+            total = step + 1 if plan.spent() else (plan.after(step + 1) or total)
+            if parallel.size > 1:
+                total = parallel.broadcast(total)  # rank 0's clock decides: the ranks stop together
         if len(block) == 50 or step == total - 1:
             losses.append(parallel.mean(sum(block) / len(block)))  # over ranks: every rank joins
             block = []
@@ -298,6 +314,7 @@ def _train(recipe, out, config, parallel, *, total, seed, resume, device, progre
             started = time.perf_counter()
             if parallel.main:  # one writer; every rank holds the same weights
                 sha = _save_state(out, model, ema, opt, step + 1, gen, config, recipe.generator, summary)
+        step += 1
     return {
         "checkpoint": str(out), "sha256": sha, "generator": recipe.generator, "steps": total, "resumed_from": start,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,

@@ -1,6 +1,6 @@
 """Properties on request by search: best-of-N with the molecules' ``target`` reward, alone and on top of CFG.
 
-    .venv/bin/python benchmarks/molecules_search.py --write                 # 200 per target, best-of-8
+    .venv/bin/python benchmarks/molecules_search.py --best-of 4 --write    # 200 per target (the docs table)
     .venv/bin/python benchmarks/molecules_search.py --n 50 --properties qed --best-of 16
 
 For each target of benchmarks/molecules_conditioning.py, ``n`` molecules are drawn

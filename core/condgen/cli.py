@@ -436,8 +436,6 @@ def _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sa
 
         torch.set_num_threads(threads)
     gen = find_generator(get_plugin_manager({plugin}), plugin, model)
-    if gen.experimental and ranks.main:
-        click.echo(f"warning: {gen.name} is experimental ({gen.description}); its plugin's docs say what it falls short of", err=True)
     parsed = gen.conditions.parse_cli(_shorthand_conditions(conditions, data=data, target=target, prompt=prompt))
     run_dir = RunDirectory(out or ranks.broadcast(str(_default_out(gen.name))))  # one name, rank 0's clock
     run_dir.check(resume=resume)
@@ -454,6 +452,8 @@ def _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sa
         if resume:
             run_dir.check_samples_for_resume(session.writer.extension, n, tuple(session.writer.companions))
         run_dir.create(resume=resume)  # only now: a bad sampler, guidance or weights file writes nothing
+        if gen.experimental:  # once the request is accepted: a refused one keeps its one-line error
+            click.echo(f"warning: {gen.name} is experimental ({gen.description}); its plugin's docs say what it falls short of", err=True)
     condition_files = condition_files if resume else _keep_tensor_conditions(run_dir, gen, parsed) if ranks.main else {}
     if resume:
         batch_size = batch_size or previous.get("batch_size")  # the interrupted run's batches

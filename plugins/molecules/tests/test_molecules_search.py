@@ -113,3 +113,7 @@ def test_generating_with_the_smiles_model_warns_that_it_is_experimental(core, tm
     code, _, err = core("generate", "--plugin", "molecules", "-n", "2", "--steps", "2", "--out", tmp_path / "selfies")
     assert code == 0, err
     assert "experimental" not in err
+    # a refused request keeps its one-line error: the warning comes only once the run starts
+    code, _, err = core("generate", "--plugin", "molecules", "--model", "molecules-smiles", "-c", "no_such=1", "--out", tmp_path / "refused")
+    assert code != 0 and err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("error:")], err
+    assert len(err.strip().splitlines()) == 1, err

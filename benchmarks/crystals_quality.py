@@ -6,9 +6,12 @@ Sample i asks for the space group of the i-th MP test skeleton (shuffled with se
 the requested groups follow the held-out MP distribution. With the shipped weights, the
 ``ar`` sampler at temperature 1, seed 0, no guidance, condgen_crystals.evaluate's metrics:
 
-- ``masked``: the plugin as shipped (positions without free parameters masked once used);
-- ``raw``: the same network with that mask off (``enforce_site_rules = False``), skeletons
-  only, to show how often the model itself breaks the site rule;
+- ``masked``: the plugin as shipped (positions without free parameters masked once used,
+  STOP masked until the composition is charge-balanced);
+- ``site rules only``: the charge-balance mask off (``enforce_charge_balance = False``),
+  skeletons only, to show what the network's own stops give;
+- ``raw``: both masks off (``enforce_site_rules = False`` too), skeletons only, to show how
+  often the model itself breaks the site rule;
 - ``cfg=2``: classifier-free guidance on the space group, skeletons only.
 
 Timing: tokens (the sampler) and realisation (pyxtal + pymatgen + spglib + SMACT) per
@@ -81,16 +84,18 @@ def main():
     masked["seconds_per_structure_tokens"] = (total - decoding["seconds"]) / args.n
     masked["seconds_per_structure_realisation"] = decoding["seconds"] / args.n
 
+    generator.enforce_charge_balance = False
+    site_rules_only = skeletons_only(generator, groups)
     generator.enforce_site_rules = False
     raw = skeletons_only(generator, groups)
-    generator.enforce_site_rules = True
+    generator.enforce_site_rules = generator.enforce_charge_balance = True
     cfg = skeletons_only(generator, groups, guidance=["cfg=2"])
 
     detected = Counter(s["detected_spacegroup"] for s in run.samples if s["realised"])
     requested = Counter(groups)
     masked["spacegroup_js_detected_vs_requested"] = evaluate.js_divergence(detected, requested)
     ck = condgen.load_checkpoint(generator.weights)
-    result = {"n": args.n, "weights_sha256": ck.sha256, "trained": ck.config.get("trained"), "masked": masked, "raw": raw, "cfg=2": cfg,
+    result = {"n": args.n, "weights_sha256": ck.sha256, "trained": ck.config.get("trained"), "masked": masked, "site rules only": site_rules_only, "raw": raw, "cfg=2": cfg,
               "machine": platform.processor() or platform.machine(), "torch_threads": 1}
     print(json.dumps(result, indent=2))
     if args.write:

@@ -109,6 +109,30 @@ def test_loss_of_a_set_is_the_same_for_every_order_of_its_sites(model):
     assert torch.isfinite(forward) and torch.isfinite(swapped)
 
 
+def test_stop_waits_for_a_charge_balanced_composition(model):
+    na, o, cl = (model.elements.index(e) for e in ("Na", "O", "Cl"))
+    cube, tetra = model.site_symmetries.index("m-3m"), model.site_symmetries.index("-43m")
+    rock_salt = [(na, cube, 0), (cl, cube, 1)]  # NaCl: balanced
+    superoxide = [(na, cube, 0), (o, tetra, 0)]  # Na4 O8, NaO2: no oxidation states balance it
+    assert data.charge_balanced_counts({"Na": 4, "Cl": 4}) and not data.charge_balanced_counts({"Na": 4, "O": 8})
+    assert model.next_site_logits(224, rock_salt)[0] > -1e8
+    assert model.next_site_logits(224, superoxide)[0] < -1e8  # STOP masked: another site must come
+    assert (model.next_site_logits(224, superoxide)[1:] > -1e8).any()
+    model.enforce_charge_balance = False
+    try:
+        assert model.next_site_logits(224, superoxide)[0] > -1e8  # the network's own STOP, unmasked
+    finally:
+        model.enforce_charge_balance = True
+
+
+def test_generated_compositions_are_charge_balanced_unless_the_site_cap_ends_them(generator):
+    from condgen_crystals.structures import charge_balanced
+
+    run = generator.generate(12, condition={"spacegroup": [225, 62, 194, 14]}, seed=1, device="cpu")
+    for sample in run.samples:
+        assert charge_balanced(sample) or len(sample["sites"]) == 20, sample["sites"]
+
+
 def test_a_short_training_run_lowers_the_validation_loss(tmp_path):
     result = train(tmp_path / "w.safetensors", steps=25, limit=600, batch_size=32, seed=0)
     assert result["validation_nll_after"] < result["validation_nll_before"] - 0.1

@@ -217,3 +217,22 @@ def decorated_skeletons(copies: int = 2, seed: int = 0, stride: int = 1) -> list
 def mp_skeletons(seed: int = 0):
     """The training data set (``core train --dataset mp-skeletons``)."""
     return decorated_skeletons(seed=seed)
+
+
+@functools.lru_cache(maxsize=65536)
+def _charge_balanced_formula(formula: str) -> bool:
+    from smact.screening import smact_validity
+
+    try:
+        return bool(smact_validity(formula))
+    except Exception:  # an element SMACT has no data for
+        return False
+
+
+def charge_balanced_counts(counts: dict[str, int]) -> bool:
+    """SMACT's screen (charge neutrality with ICSD oxidation states, Pauling electronegativity
+    test; unary and all-metal compositions pass as alloys) on atoms per cell by element, judged
+    on the reduced formula (Na8Cl8 as NaCl). One definition for the metric and the decoder."""
+    from pymatgen.core import Composition
+
+    return _charge_balanced_formula(Composition(counts).reduced_formula)

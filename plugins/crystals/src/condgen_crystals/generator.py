@@ -107,6 +107,7 @@ class CrystalsGenerator(condgen.Generator):
     weights = WEIGHTS
     aliases = ("wyformer", "wyckoff-transformer")
     enforce_site_rules = True  # False: the raw network (benchmarks/crystals_quality.py measures both)
+    enforce_charge_balance = True  # False: STOP wherever the network puts it (measured beside it too)
 
     def session(self, **options):
         return CrystalSession(self, **options)
@@ -127,6 +128,7 @@ class CrystalsGenerator(condgen.Generator):
         model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("table.")})
         model.eval()
         model.enforce_site_rules = self.enforce_site_rules
+        model.enforce_charge_balance = self.enforce_charge_balance
         self._model = model
         return model
 

@@ -21,7 +21,9 @@ order of sites carries no meaning.
 Site symmetries and enumerations that do not exist in the requested group get a large
 negative logit (the token means nothing there), and so does a position without free
 parameters that a site already holds (``enforce_site_rules``; off, the raw model's rate of
-breaking that rule is what the benchmark reports beside it). ``atoms`` (total multiplicity) and
+breaking that rule is what the benchmark reports beside it). STOP is masked while the
+completed sites' composition fails SMACT's charge-balance screen and another site may
+still come (``enforce_charge_balance``). ``atoms`` (total multiplicity) and
 ``elements`` (allowed elements) are constraints on the logits, not learned conditions:
 with ``atoms`` the model may only choose sites after which that count stays reachable
 (positions without free parameters at most once) and may stop only on it.
@@ -71,6 +73,7 @@ class WyckoffTransformer(nn.Module):
         self.heads = nn.ModuleList([nn.Linear(d_model, 1 + self.E), nn.Linear(d_model, self.S), nn.Linear(d_model, self.K)])
         self._reach_cache: dict = {}
         self.enforce_site_rules = True  # mask reuse of positions without free parameters (False: the raw model)
+        self.enforce_charge_balance = True  # STOP only on a charge-balanced composition (False: the raw model)
 
     def _composition_tables(self, d_model):
         """Composition so far, functions of the set of completed sites (so still order-free), in
@@ -226,6 +229,8 @@ class WyckoffTransformer(nn.Module):
         if self.enforce_site_rules and stage >= 1:
             full = self._site_rules(full, group, ss, en, present, stage, p_ss)
         full = self._constrain(full, cond, group, el, ss, en, present, stage, p_el, p_ss)
+        if self.enforce_charge_balance and stage == 0 and el.shape[1] > 0:
+            full = self._charge_balance(full, group, el, ss, en, present)
         stopped = (tokens == STOP).any(1)
         if stopped.any():  # finished rows: only STOP (the sampler repeats it anyway)
             full[stopped] = NEG
@@ -245,6 +250,23 @@ class WyckoffTransformer(nn.Module):
         else:
             row = blocked[torch.arange(B), p_ss.clamp(min=0, max=self.S - 1)]
             logits[:, 1 + self.E + self.S :] = logits[:, 1 + self.E + self.S :].masked_fill(row, NEG)
+        return logits
+
+    def _charge_balance(self, logits, group, el, ss, en, present):
+        """STOP only on a composition SMACT's screen accepts, while another site may still be
+        added (not at the site cap, not where ``atoms`` demands the stop); judged per row on the
+        completed sites' atoms per cell, so it does not depend on the batch."""
+        from condgen_crystals.data import charge_balanced_counts
+
+        may_stop = logits[:, STOP] > NEG / 2
+        may_go_on = (logits[:, 1 : 1 + self.E] > NEG / 2).any(-1)
+        for b in (may_stop & may_go_on & (group >= 0)).nonzero().flatten().tolist():
+            g, counts = int(group[b]), {}
+            for e, s, k, p in zip(el[b].tolist(), ss[b].tolist(), en[b].tolist(), present[b].tolist()):
+                if p:
+                    counts[self.elements[e]] = counts.get(self.elements[e], 0) + int(self.multiplicity[g, s, k])
+            if counts and not charge_balanced_counts(counts):
+                logits[b, STOP] = NEG
         return logits
 
     # --- constraints from ``atoms`` and ``elements`` ----------------------------------------

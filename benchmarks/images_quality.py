@@ -208,7 +208,7 @@ PARTS = {"dit": part_dit, "maskgit": part_maskgit, "recap": part_recap, "shapes"
 
 
 def machine() -> str:
-    return f"Measured on {platform.machine()}, {torch.get_num_threads()} CPU threads (shared machine), torch {torch.__version__}, CPU, float32, seed 0."
+    return f"Measured on {platform.machine()}, {torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() != 1 else ''} (shared machine), torch {torch.__version__}, CPU, float32, seed 0."
 
 
 def write_doc(name: str, text: str) -> None:

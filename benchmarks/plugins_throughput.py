@@ -7,7 +7,8 @@ generator, samples one warm-up sample, then one batch of that size (default samp
 steps and guidance; decoding included, as ``core generate`` does it) and reports the
 batch's samples per second and the process's peak resident memory. Results go to
 benchmarks/plugins_throughput.json and, with ``--write``, into docs/performance.md
-between the ``plugins-throughput`` markers.
+between the ``plugins-throughput`` markers. ``--plugins crystals eeg`` re-measures those
+rows only and keeps the others from the JSON, when it was measured on the same machine.
 """
 
 from __future__ import annotations
@@ -55,10 +56,17 @@ def main():
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--plugins", nargs="*", default=list(PLUGINS))
     args = parser.parse_args()
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads 2", "plugins": {}}
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch threads 2"
+    results = {"machine": machine, "plugins": {}}
+    if RESULTS.is_file() and set(args.plugins) != set(PLUGINS):
+        earlier = json.loads(RESULTS.read_text())
+        if earlier.get("machine") == machine:  # a partial run keeps the rows it did not measure
+            results["plugins"] = earlier.get("plugins", {})
     for plugin in args.plugins:
         results["plugins"][plugin] = {str(b): measure(plugin, b) for b in BATCHES}
         print(plugin, json.dumps(results["plugins"][plugin]), flush=True)
+    order = [p for p in PLUGINS if p in results["plugins"]] + [p for p in results["plugins"] if p not in PLUGINS]
+    results["plugins"] = {p: results["plugins"][p] for p in order}
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     if args.write:
         head = "| plugin (default generator) | " + " | ".join(f"batch {b}: samples/s, peak MiB" for b in BATCHES) + " |"

@@ -8,7 +8,9 @@ steps and guidance; decoding included, as ``core generate`` does it) and reports
 batch's samples per second and the process's peak resident memory. Results go to
 benchmarks/plugins_throughput.json and, with ``--write``, into docs/performance.md
 between the ``plugins-throughput`` markers. ``--plugins crystals eeg`` re-measures those
-rows only and keeps the others from the JSON, when it was measured on the same machine.
+rows only and keeps the others from the JSON when that names the same architecture and
+core count (which cannot tell two such machines apart: re-measure all rows on one idle machine
+before comparing them).
 """
 
 from __future__ import annotations

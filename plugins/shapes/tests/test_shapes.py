@@ -162,11 +162,13 @@ def test_uncovered_regions_take_the_sign_of_where_they_are():
 # -- the network --------------------------------------------------------------------------------
 
 
-def test_network_is_permutation_equivariant():
+@pytest.mark.parametrize("precondition", [False, True])
+def test_network_is_permutation_equivariant(precondition):
     torch.manual_seed(0)
-    model = MosaicFlow(grids=12, k=3, classes=len(data.CLASSES), d_model=32, layers=2, heads=4).eval()
+    model = MosaicFlow(grids=12, k=3, classes=len(data.CLASSES), d_model=32, layers=2, heads=4, precondition=precondition).eval()
     for p in model.parameters():  # adaLN-Zero starts as the identity; give every layer weight
         torch.nn.init.normal_(p, std=0.2)
+    model.variance.copy_(torch.logspace(0, -4, model.width))  # components of unequal variance, as after whitening
     x = torch.randn(3, 12, model.width)
     t = torch.tensor([0.2, 0.5, 0.9])
     cond = {"shape": torch.tensor([0, 5, -1])}
@@ -195,15 +197,55 @@ def test_whitening_round_trips_and_whitens_the_main_components():
     assert x.reshape(-1, model.width).mean(0).abs().max() < 1e-8
 
 
-def test_short_training_lowers_the_loss(tmp_path):
+def test_preconditioned_model_starts_at_the_best_gaussian_velocity():
+    """Untrained (zero output layer), the preconditioned model's velocity is the closed-form
+    one of a Gaussian with the whitened variances, so on Gaussian tokens its flow-matching loss
+    is that Gaussian's irreducible loss, under the plain model's 1 + w."""
+    from condgen_shapes.model import loss
+
+    model = MosaicFlow(grids=6, k=2, classes=11, d_model=16, layers=1, heads=2, precondition=True)
+    plain = MosaicFlow(grids=6, k=2, classes=11, d_model=16, layers=1, heads=2)
+    g = torch.Generator().manual_seed(0)
+    spectrum = torch.logspace(0, -5, model.width, dtype=torch.float64)
+    tokens = torch.randn(6000, 6, model.width, generator=g, dtype=torch.float64) * spectrum.sqrt() + 1.0
+    for m in (model, plain):
+        m.fit_whitening(tokens, regulariser=1e-3)
+    w = spectrum / (spectrum + 1e-3)
+    torch.testing.assert_close(model.variance.sort().values, w.sort().values, atol=0.03, rtol=0.05)  # eigh orders components by variance
+    x0, labels = model.standardise(tokens).float(), torch.zeros(6000, dtype=torch.long)
+    t = torch.sigmoid(torch.randn(200_000, 1, generator=g, dtype=torch.float64))
+    gaussian = ((1 + w) - (t - (1 - t) * w) ** 2 / ((1 - t) ** 2 * w + t**2)).mean()  # E_t of Var(v | x_t), per component
+    with torch.no_grad():
+        preconditioned = float(loss(model, x0, labels, torch.Generator().manual_seed(1)))
+        unconditioned = float(loss(plain, x0, labels, torch.Generator().manual_seed(1)))
+    assert preconditioned == pytest.approx(float(gaussian), rel=0.03)
+    assert unconditioned == pytest.approx(float((1 + w).mean()), rel=0.03)
+    assert preconditioned < 0.8 * unconditioned
+
+
+@pytest.mark.parametrize("precondition, steps", [(False, 300), (True, 600)])  # the preconditioned model starts lower (the best Gaussian)
+def test_short_training_lowers_the_loss(tmp_path, precondition, steps):
     from condgen_shapes.train import train
 
-    result = train(tmp_path / "w.safetensors", steps=300, shapes=44, batch_size=32, lr=2e-3, log=lambda *a: None,
-                   arch={"grids": 8, "k": 3, "d_model": 32, "layers": 2, "heads": 4})
+    result = train(tmp_path / "w.safetensors", steps=steps, shapes=44, batch_size=32, lr=2e-3, log=lambda *a: None,
+                   arch={"grids": 8, "k": 3, "d_model": 32, "layers": 2, "heads": 4, "precondition": precondition})
     assert result["validation_loss_after"] < 0.95 * result["validation_loss_before"]  # same noise and times for both (seeded)
     assert np.mean(result["last_losses"]) < np.mean(result["first_losses"])
     checkpoint = condgen.load_checkpoint(str(tmp_path / "w.safetensors"), generator="shapes")
-    assert checkpoint.config["grids"] == 8 and checkpoint.config["trained"]["steps"] == 300
+    assert checkpoint.config["grids"] == 8 and checkpoint.config["precondition"] == precondition and checkpoint.config["trained"]["steps"] == steps
+
+
+def test_weights_from_before_preconditioning_still_load():
+    from condgen_shapes.generator import ShapesGenerator
+
+    old = MosaicFlow(grids=4, k=2, classes=len(data.CLASSES), d_model=16, layers=1, heads=2)
+    tensors = {k: v for k, v in old.state_dict().items() if k != "variance"}
+    config = {"grids": 4, "k": 2, "d_model": 16, "layers": 1, "heads": 2, "classes": list(data.CLASSES)}
+    model = ShapesGenerator().build_model(tensors, config)
+    assert not model.precondition
+    x, t = torch.randn(2, 4, old.width), torch.tensor([0.3, 0.7])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, {"shape": torch.tensor([0, 3])}), old(x, t, {"shape": torch.tensor([0, 3])}))
 
 
 # -- meshes and files ---------------------------------------------------------------------------

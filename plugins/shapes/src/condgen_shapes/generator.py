@@ -38,7 +38,9 @@ class ShapesGenerator(condgen.Generator):
         if list(config.get("classes", [])) != list(CLASSES):
             raise ValueError("checkpoint class names differ from this plugin's")
         model = MosaicFlow(grids=config["grids"], k=config["k"], classes=len(CLASSES), d_model=config["d_model"], layers=config["layers"],
-                           heads=config["heads"])
+                           heads=config["heads"], precondition=bool(config.get("precondition", False)))
+        if "variance" not in tensors:  # written before preconditioning existed: unused without it
+            tensors = {**tensors, "variance": model.variance}
         model.load_state_dict(tensors)
         self._model = model.eval()
         return self._model
@@ -82,5 +84,5 @@ class ShapesGenerator(condgen.Generator):
         if dataset not in (None, "procedural-shapes"):
             raise condgen.UsageError(f"shapes trains on procedural-shapes only, not {dataset!r}")
         if resume:
-            raise condgen.UsageError("shapes training cannot resume; rerun without --resume (it takes about 20 minutes)")
+            raise condgen.UsageError("shapes training cannot resume; rerun without --resume (it takes about an hour on one CPU thread)")
         return train(Path(out), steps=steps, seed=seed, progress=progress)

@@ -14,7 +14,8 @@ output is per token, so permuting the input tokens permutes the output the same 
 as in DiT): a zero-initialised linear map of (time embedding + class embedding) gives each
 block's shift, scale and residual gates, so each block starts as the identity. Class index
 ``classes`` is the null class, trained on a tenth of the shapes, for CFG's unconditional
-branch.
+branch. With ``precondition`` (the shipped recipe) the network is wrapped as EDM wraps its
+denoiser, per whitened component (``MosaicFlow.coefficients``).
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ class MosaicFlow(nn.Module):
     kind = "denoiser"
     prediction = "velocity"
 
-    def __init__(self, *, grids: int, k: int, classes: int, d_model: int = 128, layers: int = 4, heads: int = 4):
+    def __init__(self, *, grids: int, k: int, classes: int, d_model: int = 128, layers: int = 4, heads: int = 4, precondition: bool = False):
         super().__init__()
-        self.grids, self.k, self.classes = grids, k, classes
+        self.grids, self.k, self.classes, self.precondition = grids, k, classes, precondition
         self.width = 4 + k**3
         self.sample_shape = (grids, self.width)
         self.path = FlowPath()
@@ -74,6 +75,8 @@ class MosaicFlow(nn.Module):
         self.register_buffer("token_mean", torch.zeros(self.width, dtype=torch.float64))
         self.register_buffer("whiten", torch.eye(self.width, dtype=torch.float64))
         self.register_buffer("colour", torch.eye(self.width, dtype=torch.float64))
+        #: each whitened component's data variance (whitening leaves them uncorrelated); used by ``precondition``
+        self.register_buffer("variance", torch.ones(self.width, dtype=torch.float64))
         self.embed = nn.Linear(self.width, d_model)
         self.time = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
         self.label = nn.Embedding(classes + 1, d_model)  # index ``classes``: no class (CFG)
@@ -95,11 +98,32 @@ class MosaicFlow(nn.Module):
 
     def forward(self, x, t, cond):
         c = self.condition(t, cond, x.shape[0], x.device)
-        h = self.embed(x.float())
+        if not self.precondition:
+            return self.network(x.float(), c).to(x.dtype)
+        skip, c_in, c_out = self.coefficients(t.to(x.device).reshape(-1, 1, 1).expand(x.shape[0], 1, 1))
+        return (skip * x.float() + c_out * self.network(c_in * x.float(), c)).to(x.dtype)
+
+    def network(self, h, c):
+        h = self.embed(h)
         for block in self.blocks:
             h = block(h, c)
         shift, scale = self.final_ada(c).chunk(2, dim=-1)
-        return self.out(modulate(self.norm(h), shift, scale)).to(x.dtype)
+        return self.out(modulate(self.norm(h), shift, scale))
+
+    def coefficients(self, t):
+        """Preconditioning after Karras et al. (2022), per whitened component of data variance w:
+        on the path x_t = (1 - t) x_0 + t eps, Var x_t = (1 - t)^2 w + t^2; ``skip`` x_t is the
+        velocity a Gaussian of that variance would have (the best linear guess), ``c_in`` scales
+        every component of the input to unit variance, and the network's output is scaled by
+        ``c_out``, the spread of the true velocity around that guess. The network so starts
+        at the best Gaussian model and learns what is not Gaussian (where the grids go, which
+        class they draw); components of tiny variance, which it could not read under the
+        large ones, are handled by the closed form."""
+        w = self.variance.float()
+        var = ((1 - t) ** 2 * w + t**2).clamp(min=1e-6)
+        skip = (t - (1 - t) * w) / var
+        c_out = ((1 + w) - (t - (1 - t) * w) ** 2 / var).clamp(min=1e-6).sqrt()
+        return skip, var.rsqrt(), c_out
 
     # -- tokens <-> whitened samples ----------------------------------------------------------
 
@@ -117,6 +141,7 @@ class MosaicFlow(nn.Module):
         eigenvalues = eigenvalues.clamp(min=0)
         scale = (eigenvalues + regulariser * float(eigenvalues.max())).sqrt()
         self.token_mean.copy_(mean)
+        self.variance.copy_(eigenvalues / scale**2)
         self.whiten.copy_(vectors / scale)
         self.colour.copy_((vectors * scale).T)
 

@@ -36,6 +36,12 @@ RESULTS = ROOT / "benchmarks" / "shapes_quality.json"
 FIGURE = ROOT / "docs" / "plugins" / "shapes" / "samples.png"
 
 
+def accuracy_by_class(predicted: list[str], labels: list[str]) -> dict:
+    """Share of ``predicted`` equal to ``labels``: overall (``all``) and for each class."""
+    right = np.array([p == label for p, label in zip(predicted, labels)])
+    return {"all": float(right.mean()), **{name: float(right[[label == name for label in labels]].mean()) for name in data.CLASSES}}
+
+
 def representation_class_accuracy(per_class: int = 18, seed: int = 123) -> dict:
     from condgen_shapes.classes import GRIDS, K
     from condgen_shapes.train import encode_shape
@@ -46,9 +52,7 @@ def representation_class_accuracy(per_class: int = 18, seed: int = 123) -> dict:
             mesh = meshes.mesh_from_msdf(msdf.from_tokens(encode_shape(shape, GRIDS, K).double()))
             clouds.append(evaluate.cloud(mesh["vertices"], mesh["triangles"], evaluate.CLOUD, seed=i))
             labels.append(name)
-    predicted = [data.CLASSES[p] for p in evaluate.classify(np.stack(clouds))]
-    right = np.array([p == label for p, label in zip(predicted, labels)])
-    return {"all": float(right.mean()), **{name: float(right[[label == name for label in labels]].mean()) for name in data.CLASSES}}
+    return accuracy_by_class([data.CLASSES[p] for p in evaluate.classify(np.stack(clouds))], labels)
 
 
 def main(argv=None):
@@ -76,8 +80,8 @@ def main(argv=None):
     metrics = evaluate.shape_metrics(generator, run.samples, run.conditions)
     print(f"metrics in {time.perf_counter() - started:.0f} s", flush=True)
     clouds = np.stack([evaluate.cloud(s["vertices"], s["triangles"], evaluate.CLOUD, seed=i) for i, s in enumerate(run.samples)])
-    right = np.array([data.CLASSES[p] == label for p, label in zip(evaluate.classify(clouds), labels)])  # the same clouds shape_metrics judges
-    per_class = {name: round(float(right[[label == name for label in labels]].mean()), 3) for name in data.CLASSES}
+    judged = accuracy_by_class([data.CLASSES[p] for p in evaluate.classify(clouds)], labels)  # the same clouds shape_metrics judges
+    per_class = {name: round(judged[name], 3) for name in data.CLASSES}
     result = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", 1 torch thread, shared 2-core machine",
         "n": args.n, "sampler": run.manifest["sampler"]["name"], "steps": run.manifest["sampler"]["steps"], "nfe": run.manifest["nfe"],

@@ -26,7 +26,6 @@ from condgen_shapes.model import MosaicFlow, loss
 
 ARCH = {"grids": 24, "k": 7, "d_model": 192, "layers": 6, "heads": 6, "precondition": True}
 LABEL_DROPOUT = 0.1
-WHITENING_FLOOR = 5e-4  # share of the largest token variance added to every component's before whitening (MosaicFlow.fit_whitening)
 SURFACE_RESOLUTION = 48  # marching-cubes grid whose vertices (projected) are the surface points grids are placed on
 WEIGHTS = Path(__file__).parent / "weights" / "shapes.safetensors"
 
@@ -54,18 +53,17 @@ def validation_loss(model, x0, labels, repeats: int = 4, seed: int = 1) -> float
 
 
 def train(out: Path, *, seconds: float = 3840.0, steps: int | None = None, shapes: int = 3300, batch_size: int = 48, lr: float = 1e-3,
-          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False,
-          whitening_floor: float = WHITENING_FLOOR) -> dict:
+          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches on a shared 2-core machine
     try:
         return _train(Path(out), seconds=seconds, steps=steps, shapes=shapes, batch_size=batch_size, lr=lr, seed=seed, arch=dict(arch or ARCH),
-                      progress=progress, log=log, cache_tokens=cache_tokens, whitening_floor=whitening_floor)
+                      progress=progress, log=log, cache_tokens=cache_tokens)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens, whitening_floor):
+def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     started = time.monotonic()
@@ -85,7 +83,7 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
 
             save_file({"train": raw, "train_labels": labels, "valid": raw_valid, "valid_labels": labels_valid}, str(cache))
     model = MosaicFlow(classes=len(data.CLASSES), **arch)
-    model.fit_whitening(raw, whitening_floor)
+    model.fit_whitening(raw)
     x0, x0_valid = model.standardise(raw), model.standardise(raw_valid)
     ema = copy.deepcopy(model).eval()
     before = validation_loss(model, x0_valid, labels_valid)
@@ -119,7 +117,7 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
             last_save = time.monotonic()
     after = validation_loss(ema, x0_valid, labels_valid)
     trained = {"steps": step, "seconds": round(time.monotonic() - start, 1), "batch_size": batch_size, "lr": lr, "seed": seed, "train_shapes": len(x0),
-               "label_dropout": LABEL_DROPOUT, "whitening_floor": whitening_floor, "validation_loss_before": round(before, 4), "validation_loss_after": round(after, 4)}
+               "label_dropout": LABEL_DROPOUT, "validation_loss_before": round(before, 4), "validation_loss_after": round(after, 4)}
     sha = save_checkpoint(out, ema.state_dict(), {**config, "trained": trained}, generator="shapes")
     log(f"validation loss {before:.4f} -> {after:.4f} after {step} steps; wrote {out}")
     return {"path": str(out), "sha256": sha, "steps": step, "validation_loss_before": before, "validation_loss_after": after,
@@ -133,8 +131,6 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--shapes", type=int, default=3300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--whitening-floor", type=float, default=WHITENING_FLOOR,
-                        help="added to each PCA component's variance, as a share of the largest, before whitening: larger leaves fewer components at unit scale")
     parser.add_argument("--cache-tokens", action="store_true", help="keep the encoded shapes beside --out and reuse them")
     args = parser.parse_args(argv)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -149,7 +145,7 @@ def main(argv=None):
                 bar.update(task, total=total, completed=done)
 
         result = train(Path(args.out), seconds=args.seconds, steps=args.steps, shapes=args.shapes, seed=args.seed, progress=progress, log=bar.console.print,
-                       cache_tokens=args.cache_tokens, whitening_floor=args.whitening_floor)
+                       cache_tokens=args.cache_tokens)
     print({k: v for k, v in result.items()})
 
 

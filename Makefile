@@ -15,7 +15,7 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup demo test test-slow test-latest lock dist bench clean
+.PHONY: setup demo test test-slow test-latest lock dist bench bench-diffusers clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,13 @@ test-latest: $(UV)
 
 bench: setup
 	$(PY) benchmarks/generate_throughput.py
+
+# condgen's DPM-Solver++(2M) loop beside diffusers' scheduler (docs/performance.md). diffusers comes from the
+# locked `bench` extra, which only this target installs; `make setup` takes it out again.
+bench-diffusers: setup
+	$(UV) sync --locked --all-packages --extra test --extra bench --python $(PYTHON)
+	$(PY) benchmarks/samplers_diffusers.py --write
+	rm -f $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .venv-latest dist runs .pytest_cache

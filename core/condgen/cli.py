@@ -373,6 +373,7 @@ def _shorthand_options(command):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--dtype", default="auto", show_default=True, help="auto (bf16 autocast on CUDA), float32, bfloat16, float16.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--cuda-graphs", is_flag=True, help="Capture the model's step as CUDA graphs and replay them (CUDA only; a model that cannot be captured runs eagerly, with a warning).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's, one per core); 1 is often fastest for small autoregressive models on a busy machine.")
 @click.option("--weights", help="Safetensors checkpoint (path or URL) instead of the shipped one.")
 @click.option("--format", "format_", help="Sample file format (default: the generator's first).")
@@ -380,7 +381,7 @@ def _shorthand_options(command):
 @click.option("--resume", is_flag=True, help="Finish the interrupted run in --out.")
 @click.option("--nproc", type=click.IntRange(min=1), help="Split the run over N processes on this machine (as torchrun --nproc-per-node N -m condgen generate ...).")
 @click.pass_context
-def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, threads, weights, format_, out, resume, nproc):
+def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, cuda_graphs, threads, weights, format_, out, resume, nproc):
     """Generate conditioned samples into a run directory with a manifest."""
     from condgen.distributed import Ranks
 
@@ -395,12 +396,12 @@ def generate(ctx, plugin, model, conditions, data, target, prompt, n, sampler, s
         return
     ranks = Ranks().start()
     try:
-        _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, threads, weights, format_, out, resume)
+        _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, cuda_graphs, threads, weights, format_, out, resume)
     finally:
         ranks.close()
 
 
-def _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, threads, weights, format_, out, resume):
+def _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sampler, steps, guidance, sampler_options, seed, batch_size, device, dtype, compile_, cuda_graphs, threads, weights, format_, out, resume):
     from condgen.distributed import agree, run_path
     from condgen.outputs import RunDirectory
 
@@ -442,7 +443,7 @@ def _generate(ctx, ranks, plugin, model, conditions, data, target, prompt, n, sa
     started = time.perf_counter()
     session = gen.session(
         parsed_conditions=parsed, sampler=sampler, steps=steps, guidance=guidance, sampler_options=options,
-        seed=seed, device=ranks.device(device), dtype=dtype, compile=compile_, weights=weights, format=format_,
+        seed=seed, device=ranks.device(device), dtype=dtype, compile=compile_, cuda_graphs=cuda_graphs, weights=weights, format=format_,
     )
     manifest = session.manifest(n)
     if ranks.sharded:  # every rank checked the same request; before anything is written, they must agree on it

@@ -1,4 +1,4 @@
-"""Where and how models run: device, dtype, batches, per-sample randomness, compile.
+"""Where and how models run: device, dtype, batches, per-sample randomness, compile, CUDA graphs.
 
 Determinism rule: the random numbers a sample draws come from its own generator,
 seeded from (seed, sample index) alone, so a sample is the same whatever batch it
@@ -60,11 +60,15 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype | None:
     return None if DTYPES[spec] == torch.float32 else DTYPES[spec]
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Autocast context for the model's forward pass, or a no-op for float32."""
+def autocast(device: torch.device, dtype: torch.dtype | None, cache: bool = True):
+    """Autocast context for the model's forward pass, or a no-op for float32.
+
+    ``cache=False`` for CUDA graphs: autocast's cache of cast weights is freed when the
+    context ends, and a graph captured with it would read that memory in later batches.
+    """
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -193,3 +197,119 @@ def maybe_compile(model, enabled: bool):
         if hasattr(model, attr) and not hasattr(compiled, attr):
             setattr(compiled, attr, getattr(model, attr))
     return compiled
+
+
+class CudaGraphModel:
+    """The model's forward pass as CUDA graphs: captured once per input signature (the
+    shapes, dtypes and devices of x, t and the condition tensors, and the values of any
+    other condition entries), then replayed, so a sampling step launches one graph instead
+    of one kernel per layer. Between replays only the inputs are copied into the graph's
+    static buffers, on the device.
+
+    Where the model does not allow it (it reads a value back to the host, changes shape
+    with the data, or takes keyword arguments such as a cache), capture fails, the reason
+    is kept in ``fallback`` and said once as a warning, and every later call runs eagerly:
+    the samples are those of an eager run either way. ``capture`` builds the graph (tests
+    give a stand-in to check this bookkeeping without a GPU).
+    """
+
+    MAX_GRAPHS = 8  # one per batch shape a run meets: the full batches, the last one, CFG's doubled batch
+
+    def __init__(self, model, capture=None):
+        self.model = model
+        self.capture = capture or _capture_cuda_graph
+        self.graphs: dict = {}
+        self.fallback: str | None = None
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, x, t, cond=None, **kwargs):
+        if kwargs or self.fallback is not None:
+            return self.model(x, t, cond, **kwargs)
+        key = _signature((x, t, cond))
+        entry = self.graphs.get(key)
+        if entry is None:
+            if len(self.graphs) >= self.MAX_GRAPHS:
+                return self.model(x, t, cond)
+            try:
+                entry = self.graphs[key] = self.capture(self.model, _clone_tensors((x, t, cond)))
+            except Exception as exc:  # noqa: BLE001 - any failure to capture means: run eagerly
+                import warnings
+
+                self.fallback = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                warnings.warn(f"the model could not be captured as a CUDA graph ({self.fallback}); it runs eagerly", stacklevel=2)
+                return self.model(x, t, cond)
+        inputs, replay, output = entry
+        _copy_tensors(inputs, (x, t, cond))
+        replay()
+        return output.clone()  # the next replay overwrites the static output
+
+
+def _signature(value):
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.dtype, str(value.device))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _signature(v)) for k, v in sorted(value.items())))
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, tuple(_signature(v) for v in value))
+    return ("value", repr(value))
+
+
+def _clone_tensors(value):
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _clone_tensors(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_clone_tensors(v) for v in value)
+    return value
+
+
+def _copy_tensors(static, value) -> None:
+    if isinstance(static, torch.Tensor):
+        static.copy_(value)
+    elif isinstance(static, dict):
+        for k in static:
+            _copy_tensors(static[k], value[k])
+    elif isinstance(static, (tuple, list)):
+        for s, v in zip(static, value):
+            _copy_tensors(s, v)
+
+
+_GRAPH_POOL = None
+
+
+def _capture_cuda_graph(model, inputs):
+    """(static inputs, replay, static output) of ``model(*inputs)`` captured as a CUDA graph,
+    after two warm-up calls on a side stream (lazy initialisation and cuDNN's algorithm
+    search must not happen inside the capture). Graphs share one memory pool."""
+    global _GRAPH_POOL
+    x, t, cond = inputs
+    if not x.is_cuda:
+        raise RuntimeError("CUDA graphs need the model on a CUDA device")
+    if _GRAPH_POOL is None:
+        _GRAPH_POOL = torch.cuda.graph_pool_handle()
+    side = torch.cuda.Stream(device=x.device)
+    side.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            model(x, t, cond)
+    torch.cuda.current_stream(x.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=_GRAPH_POOL):
+        output = model(x, t, cond)
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"the model returned {type(output).__name__}; CUDA graphs here replay models that return one tensor")
+    return inputs, graph.replay, output
+
+
+def maybe_cuda_graphs(model, enabled: bool, device: torch.device):
+    """Wrap the model in ``CudaGraphModel`` when asked (CUDA only; a clear error elsewhere)."""
+    if not enabled:
+        return model
+    if device.type != "cuda":
+        raise UsageError(f"--cuda-graphs needs a CUDA device, and this run is on {device}; leave it out or use --device cuda")
+    if getattr(model, "kind", None) != "denoiser":
+        raise UsageError(f"--cuda-graphs replays the fixed-shape step of denoisers and flows; this model is {getattr(model, 'kind', 'unknown')!r}: leave it out")
+    return CudaGraphModel(model)

@@ -396,6 +396,7 @@ class Session:
         device: str = "auto",
         dtype: str = "auto",
         compile: bool = False,
+        cuda_graphs: bool = False,
         weights: str | None = None,
         format: str | None = None,
     ):
@@ -454,8 +455,10 @@ class Session:
         if isinstance(model, torch.nn.Module):
             model = model.to(self.device).eval()
         model = execution.maybe_compile(model, compile)
+        model = execution.maybe_cuda_graphs(model, cuda_graphs, self.device)
         self.model = guided(CheckedModel(model, generator), *self.guidance)
         self.compiled = compile
+        self.cuda_graphs = model if cuda_graphs else None
         self.load_seconds = time.perf_counter() - started
         self.sample_seconds = 0.0
         self.nfe = None  # model evaluations each sample saw (the same for every batch)
@@ -484,7 +487,7 @@ class Session:
         callback = (lambda step, steps: progress(len(indices) / steps)) if progress else None
         started = time.perf_counter()
         bind_rng(self.model, rng)
-        with self._grad_mode(), execution.autocast(self.device, self.autocast_dtype):
+        with self._grad_mode(), execution.autocast(self.device, self.autocast_dtype, cache=self.cuda_graphs is None):
             if self.runner is not None:
                 result = self.runner.run(self.sampler.load(), self.model, shape, cond, steps=self.steps, rng=rng, callback=callback, **self.sampler_options)
             else:
@@ -567,6 +570,7 @@ class Session:
             "device": str(self.device),
             "dtype": str(self.autocast_dtype or torch.float32).replace("torch.", ""),
             "compiled": self.compiled,
+            "cuda_graphs": self.cuda_graphs is not None,
             "torch_version": torch.__version__,
             "nfe": self.nfe,
         }

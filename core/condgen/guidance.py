@@ -239,8 +239,10 @@ class APG:
             # The running average restarts when a new trajectory begins (noise level rises).
             level = noise_level(model, t)
             average = state.get("average")
-            if average is None or average.shape != diff.shape or bool((level > state["level"]).any()):
+            if average is None or average.shape != diff.shape:
                 average = torch.zeros_like(diff)
+            else:  # per sample and on the device, so that no step waits to read the level
+                average = torch.where(_shaped(level > state["level"], diff).bool(), torch.zeros_like(diff), average)
             diff = diff + self.momentum * average
             state.update(average=diff, level=level)
         if math.isfinite(self.norm):

@@ -77,7 +77,7 @@ class ExactMixtureDenoiser(nn.Module):
         chosen = label >= 0
         if embedding is not None:
             logits = torch.where(chosen[:, None], logits + self.EMBEDDING_TILT * embedding.to(logits.dtype), logits)
-        elif chosen.any():
+        else:  # rows without a label keep their logits (no test of chosen.any(): it would make the step wait on the device)
             only = torch.full_like(logits, -math.inf)
             only.scatter_(1, label.clamp(min=0)[:, None], 0.0)
             logits = torch.where(chosen[:, None], logits + only, logits)

@@ -235,6 +235,21 @@ def test_short_training_lowers_the_loss(tmp_path, precondition, steps):
     assert checkpoint.config["grids"] == 8 and checkpoint.config["precondition"] == precondition and checkpoint.config["trained"]["steps"] == steps
 
 
+def test_training_continues_from_weights_with_their_whitening(tmp_path):
+    from condgen_shapes.train import train
+
+    arch = {"grids": 8, "k": 3, "d_model": 32, "layers": 2, "heads": 4, "precondition": True}
+    quiet = {"shapes": 44, "batch_size": 32, "lr": 2e-3, "log": lambda *a: None}
+    first = train(tmp_path / "first.safetensors", steps=120, arch=arch, **quiet)
+    more = train(tmp_path / "more.safetensors", steps=60, arch=arch, init=tmp_path / "first.safetensors", **quiet)
+    # the continued run starts where the first ended: its weights and its whitening, not fresh ones
+    assert more["validation_loss_before"] == pytest.approx(first["validation_loss_after"], rel=1e-5)
+    trained = condgen.load_checkpoint(str(tmp_path / "more.safetensors"), generator="shapes").config["trained"]
+    assert trained["steps"] == 180 and trained["continued_from"]["sha256"] == first["sha256"] and trained["continued_from"]["trained"]["steps"] == 120
+    with pytest.raises(ValueError, match="d_model differ"):
+        train(tmp_path / "other.safetensors", steps=1, arch={**arch, "d_model": 16}, init=tmp_path / "first.safetensors", **quiet)
+
+
 def test_weights_from_before_preconditioning_still_load():
     from condgen_shapes.generator import ShapesGenerator
 

@@ -84,5 +84,6 @@ class ShapesGenerator(condgen.Generator):
         if dataset not in (None, "procedural-shapes"):
             raise condgen.UsageError(f"shapes trains on procedural-shapes only, not {dataset!r}")
         if resume:
-            raise condgen.UsageError("shapes training cannot resume; rerun without --resume (it takes about an hour on one CPU thread)")
+            raise condgen.UsageError("shapes training cannot resume; rerun without --resume (about an hour on one CPU thread), "
+                                     "or continue from weights with a new cycle: python -m condgen_shapes.train --init WEIGHTS")
         return train(Path(out), steps=steps, seed=seed, progress=progress)

@@ -5,8 +5,10 @@ PCA-whitened with the training tokens' mean and covariance. Conditional flow mat
 rectified-flow path, times drawn logit-normal (Esser et al. 2024), with the class dropped
 for a tenth of the shapes (CFG's unconditional branch); AdamW, warm-up then cosine
 learning rate, an EMA of the weights (which is what is saved), a wall-clock budget
-(64 minutes by default, which made the shipped weights). The checkpoint is written atomically
-every few minutes, so an interrupted run leaves the last one.
+(64 minutes by default). The checkpoint is written atomically every few minutes, so an
+interrupted run leaves the last one. ``--init WEIGHTS`` continues from a checkpoint's EMA
+weights and whitening with a fresh optimiser and a new warm-up and cosine cycle (a warm
+restart); the step count in the checkpoint's metadata then counts both runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+import condgen
 from condgen import ema_update, save_checkpoint
 
 from condgen_shapes import data, msdf
@@ -53,20 +56,35 @@ def validation_loss(model, x0, labels, repeats: int = 4, seed: int = 1) -> float
 
 
 def train(out: Path, *, seconds: float = 3840.0, steps: int | None = None, shapes: int = 3300, batch_size: int = 48, lr: float = 1e-3,
-          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False) -> dict:
+          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False, init: str | Path | None = None) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches on a shared 2-core machine
     try:
         return _train(Path(out), seconds=seconds, steps=steps, shapes=shapes, batch_size=batch_size, lr=lr, seed=seed, arch=dict(arch or ARCH),
-                      progress=progress, log=log, cache_tokens=cache_tokens)
+                      progress=progress, log=log, cache_tokens=cache_tokens, init=init)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens):
+def _initial(init, arch):
+    """The checkpoint ``init`` as (model, {"sha256", "trained"}), checked against the recipe."""
+    from condgen import load_checkpoint
+
+    checkpoint = load_checkpoint(init, generator="shapes")
+    config = checkpoint.config
+    differing = [key for key in arch if config.get(key) != arch[key]]
+    if differing or list(config.get("classes", [])) != list(data.CLASSES):
+        raise ValueError(f"--init {init} was trained with another recipe ({', '.join(differing) or 'classes'} differ); start without --init")
+    model = MosaicFlow(classes=len(data.CLASSES), **arch)
+    model.load_state_dict(checkpoint.tensors)
+    return model, {"sha256": checkpoint.sha256, "trained": dict(config.get("trained") or {})}
+
+
+def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens, init):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     started = time.monotonic()
+    initial = _initial(init, arch) if init is not None else None  # before the encoding: a wrong file is refused at once
     cache = out.with_name(f".{out.stem}-tokens-{shapes}-{seed}-{arch['grids']}x{arch['k']}.safetensors") if cache_tokens else None
     if cache is not None and cache.exists():
         from safetensors.torch import load_file
@@ -82,8 +100,15 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
             from safetensors.torch import save_file
 
             save_file({"train": raw, "train_labels": labels, "valid": raw_valid, "valid_labels": labels_valid}, str(cache))
-    model = MosaicFlow(classes=len(data.CLASSES), **arch)
-    model.fit_whitening(raw)
+    if initial is None:
+        model, earlier = MosaicFlow(classes=len(data.CLASSES), **arch), {}
+        model.fit_whitening(raw)
+    else:  # the checkpoint's whitening, which its network was trained in
+        model, earlier = initial
+        log(f"continuing from {init} ({earlier['trained'].get('steps', '?')} steps)")
+    before_steps = int(earlier.get("trained", {}).get("steps", 0))
+    if before_steps:  # a continued run draws other batches than the run it continues
+        generator.manual_seed(seed + before_steps)
     x0, x0_valid = model.standardise(raw), model.standardise(raw_valid)
     ema = copy.deepcopy(model).eval()
     before = validation_loss(model, x0_valid, labels_valid)
@@ -107,17 +132,19 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
-        ema_update(list(ema.parameters()), list(model.parameters()), 0.995 if step > 500 else 0.98)
+        ema_update(list(ema.parameters()), list(model.parameters()), 0.995 if before_steps + step > 500 else 0.98)
         losses.append(float(value.detach()))
         step += 1
         if progress is not None and step % 25 == 0:
             progress(step, total, loss=sum(losses[-25:]) / 25)
         if time.monotonic() - last_save > 180:
-            save_checkpoint(out, ema.state_dict(), {**config, "trained": {"steps": step, "partial": True}}, generator="shapes")
+            save_checkpoint(out, ema.state_dict(), {**config, "trained": {"steps": before_steps + step, "partial": True}}, generator="shapes")
             last_save = time.monotonic()
     after = validation_loss(ema, x0_valid, labels_valid)
-    trained = {"steps": step, "seconds": round(time.monotonic() - start, 1), "batch_size": batch_size, "lr": lr, "seed": seed, "train_shapes": len(x0),
+    trained = {"steps": before_steps + step, "seconds": round(time.monotonic() - start, 1), "batch_size": batch_size, "lr": lr, "seed": seed, "train_shapes": len(x0),
                "label_dropout": LABEL_DROPOUT, "validation_loss_before": round(before, 4), "validation_loss_after": round(after, 4)}
+    if init is not None:
+        trained["continued_from"] = earlier
     sha = save_checkpoint(out, ema.state_dict(), {**config, "trained": trained}, generator="shapes")
     log(f"validation loss {before:.4f} -> {after:.4f} after {step} steps; wrote {out}")
     return {"path": str(out), "sha256": sha, "steps": step, "validation_loss_before": before, "validation_loss_after": after,
@@ -132,6 +159,8 @@ def main(argv=None):
     parser.add_argument("--shapes", type=int, default=3300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-tokens", action="store_true", help="keep the encoded shapes beside --out and reuse them")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the warm-up and cosine cycle")
+    parser.add_argument("--init", help="continue from these weights (same recipe): their network and whitening, a new optimiser and cycle")
     args = parser.parse_args(argv)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -144,8 +173,11 @@ def main(argv=None):
             else:
                 bar.update(task, total=total, completed=done)
 
-        result = train(Path(args.out), seconds=args.seconds, steps=args.steps, shapes=args.shapes, seed=args.seed, progress=progress, log=bar.console.print,
-                       cache_tokens=args.cache_tokens)
+        try:
+            result = train(Path(args.out), seconds=args.seconds, steps=args.steps, shapes=args.shapes, seed=args.seed, progress=progress, log=bar.console.print,
+                           cache_tokens=args.cache_tokens, lr=args.lr, init=args.init)
+        except (ValueError, condgen.CondgenError) as exc:
+            raise SystemExit(f"error: {exc}") from None
     print({k: v for k, v in result.items()})
 
 

@@ -115,6 +115,14 @@ def test_cuda_graph_model_runs_eagerly_where_capture_fails():
         assert torch.equal(graphs(2 * x, t), model(2 * x, t))  # no second attempt, no second warning
 
 
+def test_the_real_capture_refuses_cpu_tensors_and_the_model_runs_eagerly():
+    model = _Affine()
+    graphs = execution.CudaGraphModel(model)
+    x, t = torch.randn(4, 3), torch.zeros(4)
+    with torch.no_grad(), pytest.warns(UserWarning, match="need the model on a CUDA device"):
+        assert torch.equal(graphs(x, t), model(x, t))
+
+
 def test_cuda_graphs_are_refused_off_cuda_and_for_other_kinds():
     with pytest.raises(UsageError, match="needs a CUDA device"):
         execution.maybe_cuda_graphs(_Affine(), True, torch.device("cpu"))

@@ -277,19 +277,15 @@ def _copy_tensors(static, value) -> None:
             _copy_tensors(s, v)
 
 
-_GRAPH_POOL = None
-
-
 def _capture_cuda_graph(model, inputs):
     """(static inputs, replay, static output) of ``model(*inputs)`` captured as a CUDA graph,
     after two warm-up calls on a side stream (lazy initialisation and cuDNN's algorithm
-    search must not happen inside the capture). Graphs share one memory pool."""
-    global _GRAPH_POOL
+    search must not happen inside the capture). Each graph keeps a private memory pool:
+    graphs sharing one would be safe only if replayed in the order they were captured,
+    and a run alternates between them (CFG's doubled batch, the last smaller batch)."""
     x, t, cond = inputs
     if not x.is_cuda:
         raise RuntimeError("CUDA graphs need the model on a CUDA device")
-    if _GRAPH_POOL is None:
-        _GRAPH_POOL = torch.cuda.graph_pool_handle()
     side = torch.cuda.Stream(device=x.device)
     side.wait_stream(torch.cuda.current_stream(x.device))
     with torch.cuda.stream(side):
@@ -297,7 +293,7 @@ def _capture_cuda_graph(model, inputs):
             model(x, t, cond)
     torch.cuda.current_stream(x.device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=_GRAPH_POOL):
+    with torch.cuda.graph(graph):
         output = model(x, t, cond)
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"the model returned {type(output).__name__}; CUDA graphs here replay models that return one tensor")

@@ -15,7 +15,7 @@ from condgen.testing import assert_one_line_error, invoke_core
 
 from condgen_shapes import data, meshes, msdf
 from condgen_shapes.classes import GRIDS, K
-from condgen_shapes.model import MosaicFlow
+from condgen_shapes.model import Block, MosaicFlow
 
 
 def at(*xyz):
@@ -393,3 +393,14 @@ def test_a_closed_mesh_is_accepted_and_a_used_folder_refused(tmp_path, monkeypat
     assert (tmp_path / "runs" / "shapes-encode-closed" / "decoded.ply").exists() and "Chamfer" in out
     code, _, err = invoke_core("shapes-encode", "closed.ply")
     assert_one_line_error(code, err, "not empty")
+
+
+def test_attention_is_multihead_attention_and_batch_invariant():
+    block = Block(32, 4).eval()
+    h = torch.randn(5, 9, 32)
+    with torch.inference_mode():
+        reference = block.attn(h, h, h, need_weights=False)[0]
+        ours = block.attention(h)
+        alone = torch.cat([block.attention(h[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    assert torch.equal(ours, alone)  # bit for bit: a sample does not depend on its batch

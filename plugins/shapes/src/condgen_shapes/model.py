@@ -55,8 +55,20 @@ class Block(nn.Module):
     def forward(self, x, c):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift1, scale1)
-        x = x + gate1[:, None] * self.attn(h, h, h, need_weights=False)[0]
+        x = x + gate1[:, None] * self.attention(h)
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+    def attention(self, h):
+        """Self-attention with ``self.attn``'s weights, computed as ``nn.MultiheadAttention``
+        computes it but through ``scaled_dot_product_attention`` per sample: its inference
+        fast path sums in another order for other batch sizes, and a sample must not depend
+        on the batch it is drawn in."""
+        batch, tokens, dim = h.shape
+        heads = self.attn.num_heads
+        qkv = nn.functional.linear(h, self.attn.in_proj_weight, self.attn.in_proj_bias)
+        q, k, v = qkv.reshape(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, dim))
 
 
 class MosaicFlow(nn.Module):

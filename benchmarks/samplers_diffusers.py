@@ -38,7 +38,7 @@ import time
 import numpy as np
 import torch
 from samplers_common import ROOT, machine, sampler, write_block
-from samplers_overhead import BATCH, SHAPE, ConvDenoiser
+from samplers_overhead import BATCH, SHAPE, ConvDenoiser, Timed
 
 from condgen import NoisePath, SampleRNG
 from condgen.paths import Schedule
@@ -90,25 +90,21 @@ class DiscreteVPPath(NoisePath):
         return grid
 
 
+#: x_T = sigma at the first timestep times the noise: where diffusers starts (condgen starts at x / alpha = r_T times it)
+SIGMA_START = float(DiscreteVPPath().schedule(STEPS).sigma[0])
+
+
 class TimestepModel(torch.nn.Module):
-    """The U-Net called with a DDPM timestep (0..999): its time input is timestep / 1000.
-    ``seconds`` adds up the wall time of the calls (synchronised on CUDA), so that the
-    time a loop spends outside the model can be told apart from the model's."""
+    """The U-Net called with a DDPM timestep (0..999): its time input is timestep / 1000."""
 
     kind, prediction, sample_shape = "denoiser", "eps", SHAPE
 
     def __init__(self, network: ConvDenoiser):
         super().__init__()
         self.network, self.path = network, DiscreteVPPath()
-        self.seconds = 0.0
 
     def forward(self, x, t, cond=None):
-        synchronise(x.device)
-        start = time.perf_counter()
-        out = self.network(x, t.to(x.dtype) / TRAIN_STEPS, cond)
-        synchronise(x.device)
-        self.seconds += time.perf_counter() - start
-        return out
+        return self.network(x, t.to(x.dtype) / TRAIN_STEPS, cond)
 
 
 def condgen_loop(model, seed: int, device) -> torch.Tensor:
@@ -119,8 +115,7 @@ def condgen_loop(model, seed: int, device) -> torch.Tensor:
 
 def diffusers_loop(model, scheduler, seed: int, device) -> torch.Tensor:
     scheduler.set_timesteps(STEPS, device=device)
-    noise = SampleRNG(seed, range(BATCH), device).randn(SHAPE)
-    x = noise * float(model.path.at([scheduler.timesteps[0].item()]).sigma[0])
+    x = SampleRNG(seed, range(BATCH), device).randn(SHAPE) * SIGMA_START
     for timestep in scheduler.timesteps:
         eps = model(x, timestep.expand(BATCH))
         x = scheduler.step(eps, timestep, x).prev_sample
@@ -132,7 +127,7 @@ def synchronise(device):
         torch.cuda.synchronize(device)
 
 
-def timed(run, model, device) -> tuple[float, float, torch.Tensor]:
+def timed(run, model: Timed, device) -> tuple[float, float, torch.Tensor]:
     """(wall seconds, seconds outside the model, output) of one loop."""
     synchronise(device)
     model.seconds = 0.0
@@ -153,7 +148,7 @@ def main():
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = TimestepModel(ConvDenoiser()).eval().to(device)
+    model = Timed(TimestepModel(ConvDenoiser()).eval().to(device))
     scheduler = DPMSolverMultistepScheduler(num_train_timesteps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END, beta_schedule="linear",
                                             algorithm_type="dpmsolver++", solver_order=2, prediction_type="epsilon")
     assert np.array_equal(scheduler.alphas_cumprod.double().numpy(), alphas_cumprod())

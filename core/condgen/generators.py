@@ -458,7 +458,7 @@ class Session:
         model = execution.maybe_cuda_graphs(model, cuda_graphs, self.device)
         self.model = guided(CheckedModel(model, generator), *self.guidance)
         self.compiled = compile
-        self.cuda_graphs = model if cuda_graphs else None
+        self.cuda_graphs = bool(cuda_graphs)
         self.load_seconds = time.perf_counter() - started
         self.sample_seconds = 0.0
         self.nfe = None  # model evaluations each sample saw (the same for every batch)
@@ -487,7 +487,7 @@ class Session:
         callback = (lambda step, steps: progress(len(indices) / steps)) if progress else None
         started = time.perf_counter()
         bind_rng(self.model, rng)
-        with self._grad_mode(), execution.autocast(self.device, self.autocast_dtype, cache=self.cuda_graphs is None):
+        with self._grad_mode(), execution.autocast(self.device, self.autocast_dtype, cache=not self.cuda_graphs):
             if self.runner is not None:
                 result = self.runner.run(self.sampler.load(), self.model, shape, cond, steps=self.steps, rng=rng, callback=callback, **self.sampler_options)
             else:
@@ -570,7 +570,7 @@ class Session:
             "device": str(self.device),
             "dtype": str(self.autocast_dtype or torch.float32).replace("torch.", ""),
             "compiled": self.compiled,
-            "cuda_graphs": self.cuda_graphs is not None,
+            "cuda_graphs": self.cuda_graphs,
             "torch_version": torch.__version__,
             "nfe": self.nfe,
         }

@@ -1,7 +1,7 @@
 """Quality and speed of the images plugin's shipped models; tables and plots for docs/plugins/images.md.
 
     .venv/bin/python benchmarks/images_quality.py --write --threads 1   # everything (about 15 min on one CPU thread)
-    .venv/bin/python benchmarks/images_quality.py --only dit        # one part: dit, maskgit, recap, shapes, sweeps
+    .venv/bin/python benchmarks/images_quality.py --only dit        # one part: dit, maskgit, recap, shapes, sweeps, shapes_sweeps
 
 Every number comes from the shipped weights and the shipped judge classifier (see
 condgen_images.evaluate), with seed 0 and balanced conditions (sample i asks for class
@@ -124,19 +124,67 @@ def part_recap(out: dict):
     return "\n".join(lines)
 
 
+SHAPE_CYCLE = {"shape": list(range(len(SHAPES))), "hue": [0.0, 0.15, 0.33, 0.5, 0.67, 0.85, 0.05]}  # 6 x 7 combinations cycle
+
+
+def shapes_label(gen) -> str:
+    backbone = condgen.load_checkpoint(gen.weights, generator=gen.name).config["model"]
+    return {"dit": "DiT", "unet": "U-Net"}[backbone] + " shapes32"
+
+
 def part_shapes(out: dict):
     gen = condgen.load("images", "shapes")
-    n = 600
-    condition = {"shape": list(range(len(SHAPES))), "hue": [0.0, 0.15, 0.33, 0.5, 0.67, 0.85, 0.05]}  # 6 x 7 combinations cycle
+    name = shapes_label(gen)
     lines = ["| model, sampler | shape accuracy | hue error | FD (gen vs test) | FD (train vs test) | precision | recall |", "|---|---:|---:|---:|---:|---:|---:|"]
     for guidance in (["cfg=1"], ["cfg=2"]):
-        s, result = run(gen, n, condition, sampler="dpmpp-2m", steps=20, guidance=guidance)
-        label = f"DiT shapes32, dpmpp-2m 20 steps, {guidance[0]}"
+        s, result = run(gen, 600, SHAPE_CYCLE, sampler="dpmpp-2m", steps=20, guidance=guidance)
+        label = f"{name}, dpmpp-2m 20 steps, {guidance[0]}"
         out[label] = s
         lines.append(f"| {label} | {s['accuracy']:.3f} | {s['hue_error']:.3f} | {s['fd']:.2f} | {s['fd_train_test']:.2f} | {s['precision']:.3f} | {s['recall']:.3f} |")
         if guidance == ["cfg=2"]:
-            grid(result, "images_shapes.png", "DiT shapes32, dpmpp-2m, 20 steps, cfg=2", limit=42, columns=7)
+            grid(result, "images_shapes.png", f"{name}, dpmpp-2m, 20 steps, cfg=2", limit=42, columns=7)
     return "\n".join(lines)
+
+
+def part_shapes_sweeps(out: dict):
+    """Quality per step count for three shared samplers on the shipped shapes model."""
+    gen = condgen.load("images", "shapes")
+    n, steps_grid, samplers = 126, [5, 10, 20], ["ddim", "dpmpp-2m", "heun"]  # 126 = every shape x hue combination 3 times
+    sweep = {name: [run(gen, n, SHAPE_CYCLE, sampler=name, steps=k, guidance=["cfg=2"])[0] for k in steps_grid] for name in samplers}
+    out["steps_sweep"] = {name: dict(zip(map(str, steps_grid), v)) for name, v in sweep.items()}
+    out["label"] = shapes_label(gen)
+    plot_shapes_sweep(out)
+    lines = [f"{n} samples per cell, cfg=2; NFE: the network evaluations each sample saw, as the run manifest reports them.", "",
+             "| sampler | " + " | ".join(f"{k} steps" for k in steps_grid) + " |", "|---|" + "---:|" * len(steps_grid)]
+    for name, scores in sweep.items():
+        lines.append(f"| {name}: NFE, shape accuracy, hue error, FD | "
+                     + " | ".join(f"{s['nfe']}, {s['accuracy']:.3f}, {s['hue_error']:.3f}, {s['fd']:.1f}" for s in scores) + " |")
+    return "\n".join(lines)
+
+
+def plot_shapes_sweep(out: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    for name, by_steps in out["steps_sweep"].items():
+        nfe = [s["nfe"] for s in by_steps.values()]
+        ax[0].plot(nfe, [s["accuracy"] for s in by_steps.values()], "o-", label=name)
+        ax[1].plot(nfe, [s["fd"] for s in by_steps.values()], "o-", label=name)
+        reference = next(iter(by_steps.values()))["fd_train_test"]
+    ax[0].axhline(0.9, color="grey", ls=":", label="bar (0.90)")
+    ax[0].set(ylim=(0, 1.01), ylabel="accuracy on requested shape", title=f"{out['label']}, cfg=2")
+    ax[1].axhline(reference, color="grey", ls="--", label="real train vs test")
+    ax[1].set(ylim=(0, None), ylabel="Fréchet distance", title="FD on judge features")
+    for a in ax:
+        a.set(xscale="log", xlabel="network evaluations per sample")
+        a.minorticks_off()
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMG / "images_shapes_steps.png")
+    plt.close(fig)
 
 
 def part_sweeps(out: dict):
@@ -204,7 +252,8 @@ def grid(result, name, title, limit=100, columns=10):
     write_grid(IMG / name, result.samples[:limit], captions, cell=gen.cell, columns=columns, title=title)
 
 
-PARTS = {"dit": part_dit, "maskgit": part_maskgit, "recap": part_recap, "shapes": part_shapes, "sweeps": part_sweeps}
+PARTS = {"dit": part_dit, "maskgit": part_maskgit, "recap": part_recap, "shapes": part_shapes, "sweeps": part_sweeps,
+         "shapes_sweeps": part_shapes_sweeps}
 
 
 def machine() -> str:

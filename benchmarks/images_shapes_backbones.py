@@ -45,20 +45,23 @@ def score(weights: str | None, threads: int) -> dict:
         "weights": Path(path).name, "sha256": result.manifest["weights"]["sha256"], "shipped": weights is None,
         "backbone": config["model"], "arch": config["arch"], "parameters": sum(t.numel() for t in checkpoint.tensors.values()),
         "steps": trained.get("steps"), "batch": trained.get("batch"), "train_seconds": trained.get("seconds"),
+        "train_threads": trained.get("threads", 1), "train_precision": trained.get("precision", "float32"),
         "accuracy": scores["accuracy"], "hue_error": scores["hue_error"], "fd": scores["fd"], "fd_train_test": scores["fd_train_test"],
         "ms_per_sample": 1000 * wall / N, "threads": threads,
     }
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{N} samples per row (every shape x 7 hues), dpmpp-2m, 20 steps, cfg=2, seed 0; training wall time on one "
-             "thread of the shared 2-core machine unless the checkpoint says otherwise; bar: shape accuracy >= 0.90, "
+    lines = [f"{N} samples per row (every shape x 7 hues), dpmpp-2m, 20 steps, cfg=2, seed 0; training wall time on the "
+             "shared 2-core machine, one thread and float32 unless the row says otherwise; bar: shape accuracy >= 0.90, "
              "hue error <= 0.02, FD within 5x of real train vs test.", "",
              "| backbone | architecture | parameters | steps x batch | training wall | shape accuracy | hue error | FD (gen vs test) | FD (train vs test) | ms per sample |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["backbone"], json.dumps(r["arch"], sort_keys=True), r["steps"] or 0)):
         arch = ", ".join(f"{k} {v}" for k, v in r["arch"].items())
         wall = f"{r['train_seconds'] / 60:.0f} min" if r["train_seconds"] else "?"
+        wall += f", {r['train_threads']} threads" if r.get("train_threads", 1) > 1 else ""
+        wall += ", bf16" if r.get("train_precision") == "bf16" else ""
         name = f"{r['backbone']}{' (shipped)' if r['shipped'] else ''}"
         lines.append(f"| {name} | {arch} | {r['parameters'] / 1e6:.2f} M | {r['steps']} x {r['batch']} | {wall} | {r['accuracy']:.3f} | "
                      f"{r['hue_error']:.3f} | {r['fd']:.1f} | {r['fd_train_test']:.2f} | {r['ms_per_sample']:.0f} |")

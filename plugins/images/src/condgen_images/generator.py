@@ -86,18 +86,19 @@ class ImagesGenerator(condgen.Generator):
             raise condgen.UsageError(f"{self.name} has no {backbone!r} backbone; choose backbone={'|'.join(self.backbones)}")
         recipe = recipe_for(backbone, dataset or self.dataset)
         seconds = options.pop("seconds", None)
+        precision = options.pop("precision", "float32")
         # the rest override the recipe's architecture (-c patch=2, -c width=48): whole numbers only
         arch = {}
         for key, value in options.items():
             if key not in recipe.arch or not str(value).isdigit():
                 allowed = ", ".join(f"{k}=N" for k, v in recipe.arch.items() if isinstance(v, int))
                 raise condgen.UsageError(f"unknown training option {key}={value} for {self.name} ({backbone}); "
-                                         f"options: backbone={'|'.join(self.backbones)}, seconds=S, {allowed}")
+                                         f"options: backbone={'|'.join(self.backbones)}, seconds=S, precision=float32|bf16, {allowed}")
             arch[key] = int(value)
         if seconds is not None and not (_number(seconds) or 0) > 0:
             raise condgen.UsageError(f"seconds={seconds} is not a positive number of seconds")
         return train(recipe, Path(out), steps=steps, seed=seed, resume=resume, device=str(resolve_device(device)), progress=progress,
-                     arch=arch or None, budget_s=_number(seconds) if seconds is not None else None)
+                     arch=arch or None, budget_s=_number(seconds) if seconds is not None else None, precision=precision)
 
 
 def _number(text) -> float | None:

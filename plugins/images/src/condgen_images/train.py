@@ -33,6 +33,7 @@ from condgen_images.model import DiT, MaskGIT, UNet, make_path
 
 PATH = {"name": "vp", "schedule": "linear", "beta_min": 0.1, "beta_max": 20.0}
 DIGIT_CODEBOOK = 8  # grey levels of the digits' token grid
+PRECISIONS = ("float32", "bf16")
 T_MIN = 1e-3
 
 
@@ -234,12 +235,17 @@ def lr_at(step: int, recipe: Recipe, total: int) -> float:
 
 
 def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0, resume: bool = False, device: str = "cpu",
-          progress: Callable | None = None, arch: dict | None = None, train_data: dict | None = None, budget_s: float | None = None) -> dict:
+          progress: Callable | None = None, arch: dict | None = None, train_data: dict | None = None, budget_s: float | None = None,
+          precision: str = "float32") -> dict:
     """Train ``recipe`` (``arch`` overrides its architecture, e.g. for tests) into ``out``.
 
     With ``budget_s`` the learning-rate schedule's length is fitted to that many seconds
     of wall clock (``condgen.BudgetPlan``; ``steps`` is then the most it may plan), so a
-    run on a given budget ends its cosine on time instead of being cut off halfway."""
+    run on a given budget ends its cosine on time instead of being cut off halfway.
+    ``precision="bf16"`` runs the network's forward and backward under bfloat16 autocast
+    (mixed precision: the weights, AdamW's moments, the EMA and the loss stay float32)."""
+    if precision not in PRECISIONS:
+        raise condgen.UsageError(f"precision={precision} is not one of {', '.join(PRECISIONS)}")
     out = Path(out)
     total = steps or recipe.steps
     if recipe.batch <= 0 or total <= 0:
@@ -253,12 +259,12 @@ def train(recipe: Recipe, out: Path, *, steps: int | None = None, seed: int = 0,
     parallel = condgen.DataParallel(device)  # DDP under torchrun; a world of one otherwise
     try:
         return _train(recipe, out, config, parallel, total=total, seed=seed, resume=resume, device=parallel.device, progress=progress,
-                      train_data=train_data, budget_s=budget_s)
+                      train_data=train_data, budget_s=budget_s, precision=precision)
     finally:
         parallel.close()
 
 
-def _train(recipe, out, config, parallel, *, total, seed, resume, device, progress, train_data, budget_s) -> dict:
+def _train(recipe, out, config, parallel, *, total, seed, resume, device, progress, train_data, budget_s, precision) -> dict:
     torch.manual_seed(seed)
     model = build(config).to(device)
     ema = copy.deepcopy(model).eval()
@@ -286,7 +292,8 @@ def _train(recipe, out, config, parallel, *, total, seed, resume, device, progre
             group["lr"] = lr_at(step, recipe, total)
         index = torch.randint(targets.shape[0], (recipe.batch,), generator=gen)
         cond = drop_labels({k: v[index] for k, v in conds.items()}, recipe.drop, gen)
-        loss = loss_fn(model, targets[index].to(device), {k: v.to(device) for k, v in cond.items()}, gen, rows=mine, forward=trained)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = loss_fn(model, targets[index].to(device), {k: v.to(device) for k, v in cond.items()}, gen, rows=mine, forward=trained)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -310,6 +317,7 @@ def _train(recipe, out, config, parallel, *, total, seed, resume, device, progre
                 "generator": recipe.generator, "model": recipe.model, "dataset": recipe.dataset, "steps": step + 1,
                 "batch": recipe.batch, "seed": seed, "loss_curve": [round(v, 5) for v in losses],
                 "seconds": round(summary.get("seconds", 0.0) + time.perf_counter() - started, 1),
+                "precision": precision, "threads": torch.get_num_threads(),
             }
             started = time.perf_counter()
             if parallel.main:  # one writer; every rank holds the same weights

@@ -136,13 +136,13 @@ def part_shapes(out: dict):
     gen = condgen.load("images", "shapes")
     name = shapes_label(gen)
     lines = ["| model, sampler | shape accuracy | hue error | FD (gen vs test) | FD (train vs test) | precision | recall |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for guidance in (["cfg=1"], ["cfg=2"]):
+    for guidance in (["cfg=1"], ["cfg=2"], list(gen.default_guidance)):
         s, result = run(gen, 600, SHAPE_CYCLE, sampler="dpmpp-2m", steps=20, guidance=guidance)
-        label = f"{name}, dpmpp-2m 20 steps, {guidance[0]}"
+        label = f"{name}, dpmpp-2m 20 steps, {guidance[0]}" + (" (default)" if tuple(guidance) == tuple(gen.default_guidance) else "")
         out[label] = s
         lines.append(f"| {label} | {s['accuracy']:.3f} | {s['hue_error']:.3f} | {s['fd']:.2f} | {s['fd_train_test']:.2f} | {s['precision']:.3f} | {s['recall']:.3f} |")
-        if guidance == ["cfg=2"]:
-            grid(result, "images_shapes.png", f"{name}, dpmpp-2m, 20 steps, cfg=2", limit=42, columns=7)
+        if tuple(guidance) == tuple(gen.default_guidance):
+            grid(result, "images_shapes.png", f"{name}, dpmpp-2m, 20 steps, {guidance[0]}", limit=42, columns=7)
     return "\n".join(lines)
 
 

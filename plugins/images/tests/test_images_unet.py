@@ -88,13 +88,15 @@ def test_the_shapes_generator_samples_from_unet_weights(core, tiny_unet, tmp_pat
     assert len(list(out.glob("**/*.png"))) == 4  # three samples and grid.png
 
 
-def test_core_train_takes_the_backbone_option_and_refuses_an_unknown_one(core, tmp_path):
+def test_core_train_trains_the_shipped_backbone_and_refuses_an_unknown_one(core, tmp_path):
     code, _, err = core("train", "--plugin", "images", "--model", "images-shapes", "-c", "backbone=vit", "--out", tmp_path / "x.safetensors")
     assert code != 0 and len(err.strip().splitlines()) == 1 and "backbone=dit|unet" in err
     assert not (tmp_path / "x.safetensors").exists()
-    code, _, err = core("train", "--plugin", "images", "--model", "images-shapes", "-c", "backbone=unet", "--steps", "1", "--out", tmp_path / "u.safetensors")
+    # no backbone option: the shipped weights' backbone, the U-Net
+    code, _, err = core("train", "--plugin", "images", "--model", "images-shapes", "--steps", "1", "--out", tmp_path / "u.safetensors")
     assert code == 0, err
     assert condgen.load_checkpoint(tmp_path / "u.safetensors", generator="images-shapes").config["model"] == "unet"
+    assert condgen.load_checkpoint(condgen.load("images", "shapes").weights, generator="images-shapes").config["model"] == "unet"
 
 
 def test_a_wall_clock_budget_ends_training_and_resume_keeps_the_architecture(core, tmp_path):
@@ -135,3 +137,13 @@ def test_bf16_training_runs_the_network_under_autocast_and_keeps_float32_weights
     # the same batches and noise: close, but not equal, because the convolutions ran in bfloat16
     gaps = [float((runs["bf16"].tensors[k] - v).abs().max()) for k, v in runs["float32"].tensors.items()]
     assert 0 < max(gaps) < 0.05
+
+
+def test_resume_keeps_the_interrupted_runs_precision(core, tmp_path):
+    out = tmp_path / "bf16.safetensors"
+    small = ["-c", "backbone=unet", "-c", "width=8", "-c", "blocks=1"]
+    code, _, err = core("train", "--plugin", "images", "--model", "shapes", *small, "-c", "precision=bf16", "--steps", "2", "--out", out)
+    assert code == 0, err
+    code, _, err = core("train", "--plugin", "images", "--model", "shapes", "--resume", "--steps", "3", "--out", out)
+    assert code == 0, err
+    assert condgen.load_checkpoint(out, generator="images-shapes").config["trained"]["precision"] == "bf16"

@@ -136,7 +136,8 @@ def part_shapes(out: dict):
     gen = condgen.load("images", "shapes")
     name = shapes_label(gen)
     lines = ["| model, sampler | shape accuracy | hue error | FD (gen vs test) | FD (train vs test) | precision | recall |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for guidance in (["cfg=1"], ["cfg=2"], list(gen.default_guidance)):
+    settings = list(dict.fromkeys([("cfg=1",), ("cfg=2",), tuple(gen.default_guidance)]))  # the default once, if it is one of them
+    for guidance in map(list, settings):
         s, result = run(gen, 600, SHAPE_CYCLE, sampler="dpmpp-2m", steps=20, guidance=guidance)
         label = f"{name}, dpmpp-2m 20 steps, {guidance[0]}" + (" (default)" if tuple(guidance) == tuple(gen.default_guidance) else "")
         out[label] = s

@@ -31,18 +31,18 @@ import torch
 import condgen
 from condgen_images import evaluate
 from condgen_images import data
-from condgen_images.data import SHAPES
+from images_quality import SHAPE_CYCLE, write_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "images_shapes_backbones.json"
 N = 600
-HUES = [0.0, 0.15, 0.33, 0.5, 0.67, 0.85, 0.05]  # with the 6 shapes: 42 combinations, cycled
 
 
 def real_shapes_fd(generator, seed: int = 7) -> float:
     """FD of real shapes drawn at the bar's 600 conditions against the test images."""
     rng = np.random.default_rng(seed)
-    conditions = [{"shape": i % len(SHAPES), "hue": HUES[i % len(HUES)]} for i in range(N)]
+    shapes, hues = SHAPE_CYCLE["shape"], SHAPE_CYCLE["hue"]  # cycled as the generator cycles them: 42 combinations
+    conditions = [{"shape": shapes[i % len(shapes)], "hue": hues[i % len(hues)]} for i in range(N)]
     images = [data.render_shape(c["shape"], c["hue"], rng).astype(np.float32) for c in conditions]
     return evaluate.shape_metrics(generator, images, conditions)["fd"]
 
@@ -61,7 +61,7 @@ def score(weights: str | None, threads: int) -> dict:
     checkpoint = condgen.load_checkpoint(path, generator="images-shapes")
     config, trained = checkpoint.config, checkpoint.config.get("trained", {})
     started = time.perf_counter()
-    result = generator.generate(n=N, condition={"shape": list(range(len(SHAPES))), "hue": HUES}, seed=0, device="cpu",
+    result = generator.generate(n=N, condition=SHAPE_CYCLE, seed=0, device="cpu",
                                 batch_size=200, sampler="dpmpp-2m", steps=20, guidance=["cfg=2"], weights=str(path))
     wall = time.perf_counter() - started
     scores = evaluate.shape_metrics(generator, result.samples, result.conditions)
@@ -119,8 +119,6 @@ def main():
         results[row["sha256"]] = row
     if args.write:
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        from images_quality import write_doc
-
         write_doc("backbones", table(list(results.values())))
 
 

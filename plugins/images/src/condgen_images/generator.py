@@ -76,7 +76,7 @@ class ImagesGenerator(condgen.Generator):
     def train(self, *, dataset, out, steps, seed, resume, device, progress, options=None):
         from condgen import resolve_device
 
-        from condgen_images.train import recipe_for, train
+        from condgen_images.train import PRECISIONS, recipe_for, train
 
         options = dict(options or {})
         if resume and Path(out).is_file():  # go on with the interrupted run's network and precision
@@ -95,7 +95,7 @@ class ImagesGenerator(condgen.Generator):
             if key not in recipe.arch or not str(value).isdigit():
                 allowed = ", ".join(f"{k}=N" for k, v in recipe.arch.items() if isinstance(v, int))
                 raise condgen.UsageError(f"unknown training option {key}={value} for {self.name} ({backbone}); "
-                                         f"options: backbone={'|'.join(self.backbones)}, seconds=S, precision=float32|bf16, {allowed}")
+                                         f"options: backbone={'|'.join(self.backbones)}, seconds=S, precision={'|'.join(PRECISIONS)}, {allowed}")
             arch[key] = int(value)
         if seconds is not None and not (_number(seconds) or 0) > 0:
             raise condgen.UsageError(f"seconds={seconds} is not a positive number of seconds")

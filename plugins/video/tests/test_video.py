@@ -159,3 +159,33 @@ def test_a_short_training_run_lowers_both_losses_and_resumes(tmp_path, monkeypat
     generator = VideoGenerator()
     run = generator.generate(1, condition={"digit": 3}, steps=2, seed=0, device="cpu", weights=str(out))
     assert run.samples[0].shape == (16, 32, 32)
+
+
+def test_a_continued_run_starts_from_the_weights_it_is_given(tmp_path):
+    from safetensors.torch import load_file
+
+    import condgen
+    from condgen_video import train
+
+    torch.set_num_threads(1)
+    recipe = replace(train.RECIPE, ae_steps=50, ae_batch=8, steps=100, batch=16, pool=96, warmup=5, save_every=50,
+                     ae={"width": 16, "latent": 4, "blocks": 1}, dit={"width": 32, "depth": 1, "heads": 2, "patch": 2})
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    trained = train.train(first, recipe=recipe)
+    again = train.train(second, recipe=recipe, steps=50, init=first, seed=1, lr=2e-4, precision="bf16")
+    # the autoencoder and the latent scale are the first run's; the DiT goes on from where it was
+    before, after = load_file(str(first)), load_file(str(second))
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("autoencoder.") or k == "latent_scale")
+    assert not torch.equal(before["blocks.0.qkv.weight"], after["blocks.0.qkv.weight"])
+    assert again["loss_first"] < 0.9 * trained["loss_first"]  # a fresh DiT starts near 1
+    summary = condgen.load_checkpoint(second, generator="video").config["trained"]
+    assert summary["continued_from"]["sha256"] == trained["sha256"] and summary["continued_from"]["trained"]["steps"] == 100
+    assert (summary["steps"], summary["lr"], summary["precision"], summary["diffusion_seed"]) == (50, 2e-4, "bf16", 1)
+    # weights of another recipe, or init together with --resume, are refused in one line
+    other = replace(recipe, dit={"width": 64, "depth": 1, "heads": 2, "patch": 2})
+    with pytest.raises(condgen.UsageError, match="another recipe .*dit"):
+        train.train(tmp_path / "third.safetensors", recipe=other, init=first)
+    with pytest.raises(condgen.UsageError, match="pass one of them"):
+        train.train(second, recipe=recipe, init=first, resume=True)
+    with pytest.raises(condgen.UsageError, match="unknown precision"):
+        train.train(second, recipe=recipe, init=first, precision="fp8")

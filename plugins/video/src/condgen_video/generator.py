@@ -154,12 +154,21 @@ class VideoGenerator(condgen.Generator):
         from condgen_video.train import train
 
         options = dict(options or {})
-        unknown = sorted(set(options) - {"ae_steps"})
+        unknown = sorted(set(options) - {"ae_steps", "init", "lr", "precision"})
         if unknown:
-            raise condgen.UsageError(f"unknown training option {unknown[0]!r} for {self.name}; options: ae_steps=N (autoencoder steps before --steps of diffusion)")
+            raise condgen.UsageError(f"unknown training option {unknown[0]!r} for {self.name}; options: ae_steps=N (autoencoder steps before "
+                                     "--steps of diffusion), init=WEIGHTS (continue the diffusion from finished weights), lr=X, precision=fp32|bf16")
         if dataset not in (None, "moving-digits"):
             raise condgen.UsageError(f"the video model trains on moving-digits, not {dataset!r} (omit --dataset)")
         if str(condgen.resolve_device(device)) != "cpu":
             print("the video recipe trains on the CPU (the shipped weights were trained there)")
-        ae_steps = options.get("ae_steps")
-        return train(Path(out), steps=steps, ae_steps=int(ae_steps) if ae_steps is not None else None, seed=seed, resume=resume, progress=progress)
+        try:
+            ae_steps = int(options["ae_steps"]) if "ae_steps" in options else None
+            lr = float(options["lr"]) if "lr" in options else None
+        except ValueError:
+            raise condgen.UsageError("ae_steps must be a whole number and lr a number, e.g. -c ae_steps=2000 -c lr=3e-4") from None
+        init = options.get("init")
+        if init is not None and not Path(init).is_file():
+            raise condgen.UsageError(f"init={init}: no such file; give the weights to continue from")
+        return train(Path(out), steps=steps, ae_steps=ae_steps, seed=seed, resume=resume, init=init, lr=lr,
+                     precision=options.get("precision"), progress=progress)

@@ -14,7 +14,12 @@ All randomness comes from one ``torch.Generator`` seeded by ``--seed`` (clips co
 ``data.clips`` with seeds derived from it). The weights go to ``out`` (EMA weights of the
 DiT, the autoencoder, ``latent_scale``); the training state (raw weights, AdamW moments,
 stage, step, generator state) to a sidecar ``<out>.state.safetensors``, so ``--resume``
-continues where an interrupted run stopped, in either stage.
+continues where an interrupted run stopped, in either stage. ``init`` continues instead
+from finished weights (a warm restart): their autoencoder, ``latent_scale`` and DiT, a
+new optimiser and a new warm-up and cosine cycle of ``steps`` diffusion steps, and a fresh
+pool of clips when ``seed`` differs; the summary keeps the earlier run under
+``continued_from``. ``precision="bf16"`` runs the DiT's forward and backward passes under
+bfloat16 autocast; weights, AdamW's moments, the EMA and the loss stay float32.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ GENERATOR = "video"
 PATH = {"name": "vp", "schedule": "linear", "beta_min": 0.1, "beta_max": 20.0}
 T_MIN = 1e-3
 MAX_GIVEN = 8
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Recipe:
     drop_label: float = 0.15
     give_frames: float = 0.4
     save_every: int = 250
+    precision: str = "fp32"
     ae: dict = None
     dit: dict = None
 
@@ -147,23 +154,47 @@ def _load(out: Path):
 # -- the loop ----------------------------------------------------------------------------------
 
 
+def _initial(init: Path, model: LatentVideoDiT, config: dict) -> dict:
+    """Load the finished weights ``init`` into ``model``; the summary a continued run starts from."""
+    checkpoint = load_checkpoint(init, generator=GENERATOR)
+    differing = [key for key in config if checkpoint.config.get(key) != config[key]]
+    if differing:
+        raise condgen.UsageError(f"init={init} was trained with another recipe ({', '.join(differing)} differ); start without init")
+    model.load_state_dict(checkpoint.tensors)
+    earlier = dict(checkpoint.config.get("trained") or {})
+    kept = {k: v for k, v in earlier.items() if k.startswith("ae_")}  # the autoencoder is not trained again
+    return {**kept, "continued_from": {"sha256": checkpoint.sha256, "trained": earlier}}
+
+
 def train(out: Path, *, recipe: Recipe = RECIPE, steps: int | None = None, ae_steps: int | None = None, seed: int = 0,
-          resume: bool = False, progress: Callable | None = None) -> dict:
-    """Train both stages into ``out`` (``steps``/``ae_steps`` override the recipe's)."""
+          resume: bool = False, init: str | Path | None = None, lr: float | None = None, precision: str | None = None,
+          progress: Callable | None = None) -> dict:
+    """Train both stages into ``out`` (``steps``/``ae_steps``/``lr``/``precision`` override the
+    recipe's), or only the diffusion stage from the weights ``init``."""
     out = Path(out)
-    recipe = replace(recipe, steps=steps or recipe.steps, ae_steps=recipe.ae_steps if ae_steps is None else ae_steps)
-    if recipe.steps <= 0 or recipe.ae_steps <= 0:
-        raise condgen.UsageError("steps must be positive")
+    recipe = replace(recipe, steps=steps or recipe.steps, ae_steps=recipe.ae_steps if ae_steps is None else ae_steps,
+                     lr=recipe.lr if lr is None else lr, precision=precision or recipe.precision)
+    if recipe.steps <= 0 or recipe.ae_steps <= 0 or recipe.lr <= 0:
+        raise condgen.UsageError("steps and lr must be positive")
+    if recipe.precision not in PRECISIONS:
+        raise condgen.UsageError(f"unknown precision {recipe.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if resume and init is not None:
+        raise condgen.UsageError("--resume continues an interrupted run and init starts a new one from weights: pass one of them")
     config = model_config(recipe)
     torch.manual_seed(seed)
     model = build(config)
     gen = torch.Generator().manual_seed(seed)
     stage, start, summary = "autoencoder", 0, {}
     state = weights = None
+    if init is not None:
+        stage, summary = "diffusion", _initial(Path(init), model, config)
     if resume:
         state, weights = _load(out)
         stage, start, summary = state.config["stage"], int(state.tensors["step"]), dict(state.config.get("summary", {}))
         gen.set_state(state.tensors["rng"])
+        if "precision" in summary:  # the interrupted run's schedule, precision and pool
+            recipe = replace(recipe, lr=summary["lr"], precision=summary["precision"])
+            seed = summary.get("diffusion_seed", seed)
     glyph_set = data.glyphs("train")
     if stage == "autoencoder":
         summary = _train_autoencoder(out, model, recipe, config, gen, glyph_set, seed, start, state, weights, summary, progress)
@@ -226,7 +257,7 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
     count_rng = np.random.default_rng(seed + 2)
     counts = torch.from_numpy(count_rng.integers(1, MAX_GIVEN + 1, recipe.pool))
     z = encode_pool(model, clips01)
-    if state is None:
+    if state is None and "continued_from" not in summary:  # a continued run keeps the scale its DiT learnt on
         model.latent_scale.copy_(z.transpose(0, 2).reshape(z.shape[2], -1).std(1))
     scale = model.latent_scale[None, None, :, None, None]
     z = z / scale
@@ -251,7 +282,8 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
         count = torch.where(gives, counts[rows], torch.zeros_like(counts[rows]))
         cond, count = drop({k: v[rows] for k, v in cond_all.items()}, count, recipe, gen)
         planes = torch.where((count > 0)[:, None, None, None, None], z_given[rows], torch.zeros_like(z_given[rows]))
-        loss = diffusion_loss(model, z[rows], cond, (planes, count), gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
+            loss = diffusion_loss(model, z[rows], cond, (planes, count), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dit_params, 1.0)
@@ -267,7 +299,8 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
         if progress is not None:
             progress(recipe.ae_steps + step + 1, recipe.ae_steps + recipe.steps, loss=float(loss.detach()))
         if (step + 1) % recipe.save_every == 0 or step == recipe.steps - 1:
-            summary = {**summary, "steps": step + 1, "batch": recipe.batch, "pool": recipe.pool, "loss_curve": curve,
+            summary = {**summary, "steps": step + 1, "batch": recipe.batch, "pool": recipe.pool, "lr": recipe.lr, "precision": recipe.precision,
+                       "diffusion_seed": seed, "loss_curve": curve,
                        "seconds": round(summary.get("seconds", 0.0) + time.perf_counter() - started, 1)}
             started = time.perf_counter()
             sha = _save(out, model, ema, opt, "diffusion", step + 1, gen, config, summary)

@@ -9,7 +9,7 @@ Parts (seed 0 throughout):
 - real: the same scores on 200 real clips of the test digits with the same conditions;
 - generation: 200 clips from labels (sample i asks for digit i mod 10, direction i mod 8
   and speed 1.0, 1.25, ... 2.0 in turn), scored by ``condgen_video.evaluate`` at the
-  default sampler, steps and guidance, and with CFG 1 (none) and 3 beside it; sampling
+  default sampler, steps and guidance, and with CFG 1 (none), 2, 3 and 3 on sigma/alpha 0.3-10 beside it; sampling
   time per clip;
 - frame prediction: 200 real test clips, the first 4 frames given (no labels), PSNR of
   the 12 generated frames against the true continuation, beside copying the last given
@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "video_quality.json"
 FIGURES = ROOT / "docs" / "plugins" / "video"
 GIVEN = 4
+COMPARED = ("cfg=1", "cfg=2", "cfg=3", "cfg=3,interval=0.3:10")  # beside the generator's default guidance
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -119,15 +120,16 @@ def main() -> None:
     out["real"] = part_real(args.n)
     print("real", out["real"], flush=True)
     out["generation"] = []
-    for guidance in ("cfg=2", "cfg=1", "cfg=3"):
+    default = ",".join(generator.default_guidance)
+    for guidance in [default] + [g for g in COMPARED if g != default]:
         scores, run = part_generation(generator, args.n, guidance)
         out["generation"].append(scores)
         print("generation", scores, flush=True)
-        if guidance == "cfg=2" and args.write:
+        if guidance == default and args.write:
             FIGURES.mkdir(parents=True, exist_ok=True)
             shown = list(range(0, 16))
-            write_filmstrip(FIGURES / "samples.png", [run.samples[i] for i in shown],
-                            [f"{i}: {generator.caption(run.conditions[i])}" for i in shown], title="video, dpmpp-2m 20 steps, cfg=2 (seed 0)")
+            write_filmstrip(FIGURES / "samples.png", [run.samples[i] for i in shown], [f"{i}: {generator.caption(run.conditions[i])}" for i in shown],
+                            title=f"video, {generator.default_sampler} {generator.default_steps} steps, {guidance} (seed 0)")
     out["prediction"], (truth, predicted) = part_prediction(generator, args.n)
     print("prediction", out["prediction"], flush=True)
     if args.write:

@@ -89,7 +89,7 @@ class VideoGenerator(condgen.Generator):
     })
     default_sampler = "dpmpp-2m"
     default_steps = 20
-    default_guidance = ("cfg=2",)
+    default_guidance = ("cfg=3",)
     formats = ("gif", "npy")
     weights = str(WEIGHTS_DIR / "video.safetensors")
     bytes_per_sample = 1 << 18

@@ -272,6 +272,7 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
         load_optimizer_tensors(opt, state.tensors, "opt")
     curve = list(summary.get("loss_curve", []))
     block, started = [], time.perf_counter()
+    done = 0 if "continued_from" in summary else recipe.ae_steps  # the bar counts the autoencoder's steps when this run made them
     model.train()
     model.autoencoder.eval()
     for step in range(start, recipe.steps):
@@ -297,7 +298,7 @@ def _train_diffusion(out, model, recipe, config, gen, glyph_set, seed, start, st
             curve.append(round(sum(block) / len(block), 6))
             block = []
         if progress is not None:
-            progress(recipe.ae_steps + step + 1, recipe.ae_steps + recipe.steps, loss=float(loss.detach()))
+            progress(done + step + 1, done + recipe.steps, loss=float(loss.detach()))
         if (step + 1) % recipe.save_every == 0 or step == recipe.steps - 1:
             summary = {**summary, "steps": step + 1, "batch": recipe.batch, "pool": recipe.pool, "lr": recipe.lr, "precision": recipe.precision,
                        "diffusion_seed": seed, "loss_curve": curve,

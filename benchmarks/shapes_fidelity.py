@@ -1,6 +1,6 @@
 """Fidelity of the Mosaic-SDF representation against the number of grids n and their size k.
 
-    .venv/bin/python benchmarks/shapes_fidelity.py --write     # about 5 min on one CPU thread
+    .venv/bin/python benchmarks/shapes_fidelity.py --write     # about 8 min on one CPU thread
 
 For 22 held-out test shapes (2 of each class), each (n, k) encodes the exact SDF as an
 M-SDF (condgen_shapes.msdf.encode), meshes it as samples are meshed (marching cubes at 64^3
@@ -13,7 +13,8 @@ over [-1, 1]^3) and compares the mesh with the true surface:
   gradient of the true SDF there (the true surface's normal).
 
 The row ``exact SDF`` meshes the true SDF at the same resolution: the floor that marching
-cubes alone sets. Results: benchmarks/shapes_fidelity.json, docs/plugins/shapes/fidelity.png.
+cubes alone sets. The margins part places the shipped n and k with other scale margins
+(each grid's scale over the reach of its share of the surface). Results: benchmarks/shapes_fidelity.json, docs/plugins/shapes/fidelity.png.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "shapes_fidelity.json"
 FIGURE = ROOT / "docs" / "plugins" / "shapes" / "fidelity.png"
 POINTS = 4000
+KS = (3, 5, 7, 9)
+MARGINS = (1.2, 1.4, 1.6)  # grid scale over the reach of its share of the surface (msdf.SCALE_MARGIN)
 
 
 def compare(shape, vertices, triangles, truth) -> tuple[float, float]:
@@ -50,6 +53,21 @@ def compare(shape, vertices, triangles, truth) -> tuple[float, float]:
     return chamfer, consistency
 
 
+def measure(shapes, truths, n: int, k: int, margin: float) -> dict:
+    """Mean Chamfer distance and normal consistency of n grids of k^3 placed with ``margin``."""
+    started, scores = time.perf_counter(), []
+    shipped, msdf.SCALE_MARGIN = msdf.SCALE_MARGIN, margin
+    try:
+        for s, t in zip(shapes, truths):
+            mesh = meshes.mesh_from_msdf(msdf.encode(s.sdf, msdf.surface_points(s.sdf, 48), n, k))
+            scores.append(compare(s, mesh["vertices"], mesh["triangles"], t))
+    finally:
+        msdf.SCALE_MARGIN = shipped
+    return {"n": n, "k": k, "margin": margin, "parameters": msdf.parameter_count(n, k), "chamfer": float(np.nanmean([c for c, _ in scores])),
+            "normal_consistency": float(np.nanmean([c for _, c in scores])), "empty": int(np.isnan([c for c, _ in scores]).sum()),
+            "seconds_per_shape": (time.perf_counter() - started) / len(shapes)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true")
@@ -64,19 +82,18 @@ def main(argv=None):
     exact = [compare(s, *exact_mesh(s), t) for s, t in zip(shapes, truths)]
     rows.append({"n": None, "k": None, "parameters": None, "chamfer": float(np.mean([e[0] for e in exact])), "normal_consistency": float(np.mean([e[1] for e in exact]))})
     print(rows[-1], flush=True)
-    for k in (3, 5, 7):
+    for k in KS:
         for n in (8, 16, 24, 48):
-            started = time.perf_counter()
-            scores = []
-            for s, t in zip(shapes, truths):
-                grids = msdf.encode(s.sdf, msdf.surface_points(s.sdf, 48), n, k)
-                mesh = meshes.mesh_from_msdf(grids)
-                scores.append(compare(s, mesh["vertices"], mesh["triangles"], t))
-            rows.append({"n": n, "k": k, "parameters": msdf.parameter_count(n, k), "chamfer": float(np.nanmean([c for c, _ in scores])),
-                         "normal_consistency": float(np.nanmean([c for _, c in scores])), "empty": int(np.isnan([c for c, _ in scores]).sum()),
-                         "seconds_per_shape": (time.perf_counter() - started) / len(shapes)})
+            rows.append(measure(shapes, truths, n, k, msdf.SCALE_MARGIN))
             print(rows[-1], flush=True)
-    result = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", 1 torch thread", "shapes": len(shapes), "points": POINTS, "rows": rows}
+    from condgen_shapes.classes import GRIDS, K
+
+    margins = []  # the shipped n and k with grids placed tighter or looser than the shipped margin
+    for margin in MARGINS:
+        margins.append(next(r for r in rows if (r["n"], r["k"]) == (GRIDS, K)) if margin == msdf.SCALE_MARGIN else measure(shapes, truths, GRIDS, K, margin))
+        print(margins[-1], flush=True)
+    result = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", 1 torch thread", "shapes": len(shapes), "points": POINTS,
+              "scale_margin": msdf.SCALE_MARGIN, "rows": rows, "margins": margins}
     if args.write:
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")
         plot(rows)
@@ -90,7 +107,7 @@ def plot(rows):
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
     exact = rows[0]
-    for k in (3, 5, 7):
+    for k in KS:
         mine = [r for r in rows if r["k"] == k]
         for ax, key in zip(axes, ("chamfer", "normal_consistency")):
             ax.plot([r["n"] for r in mine], [r[key] for r in mine], marker="o", label=f"k = {k}")
@@ -99,7 +116,8 @@ def plot(rows):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("grids n")
         ax.set_title(label, fontsize=10)
-    axes[0].legend(fontsize=8)
+    axes[0].set_yscale("log")  # the finer grids' errors are a hundredth of the coarsest's
+    axes[1].legend(fontsize=8, loc="lower right")
     fig.suptitle("M-SDF fidelity on 22 held-out shapes (marching cubes 64^3)", fontsize=10)
     fig.tight_layout()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)

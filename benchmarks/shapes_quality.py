@@ -58,7 +58,7 @@ def representation_class_accuracy(per_class: int = 18, seed: int = 123) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--guidance", default="cfg=2")
+    parser.add_argument("--guidance", default=None, help="default: the generator's default guidance")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--representation-only", action="store_true", help="measure only the classifier's accuracy after an M-SDF round trip")
     args = parser.parse_args(argv)
@@ -70,10 +70,11 @@ def main(argv=None):
             RESULTS.write_text(json.dumps({**json.loads(RESULTS.read_text()), "representation_class_accuracy": ceiling}, indent=2) + "\n")
         return
     generator = condgen.load("shapes")
+    guidance = args.guidance or ",".join(generator.default_guidance)
     labels = [data.CLASSES[i % len(data.CLASSES)] for i in range(args.n)]
     with timed_decode(generator) as meshing:
         started = time.perf_counter()
-        run = generator.generate(args.n, condition={"shape": labels}, seed=0, device="cpu", guidance=[args.guidance], batch_size=25)
+        run = generator.generate(args.n, condition={"shape": labels}, seed=0, device="cpu", guidance=[guidance], batch_size=25)
         total = time.perf_counter() - started
     print(f"{args.n} shapes in {total:.0f} s", flush=True)
     started = time.perf_counter()
@@ -85,7 +86,7 @@ def main(argv=None):
     result = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", 1 torch thread, shared 2-core machine",
         "n": args.n, "sampler": run.manifest["sampler"]["name"], "steps": run.manifest["sampler"]["steps"], "nfe": run.manifest["nfe"],
-        "guidance": args.guidance, "weights_sha256": run.manifest["request"]["weights_sha256"],
+        "guidance": guidance, "weights_sha256": run.manifest["request"]["weights_sha256"],
         "seconds_per_shape": {"sampling": (total - meshing["seconds"]) / args.n, "meshing": meshing["seconds"] / args.n, "total": total / args.n},
         **{k: round(v, 5) for k, v in metrics.items()},
         "class_accuracy_per_class": per_class,
@@ -96,7 +97,7 @@ def main(argv=None):
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")
         shown = list(range(22))  # two of each class
         meshes.render_grid(FIGURE, [run.samples[i] for i in shown], [generator.caption(run.samples[i]) for i in shown],
-                           f"shapes: samples 0-21 of the benchmark (seed 0, {args.guidance})", columns=11)
+                           f"shapes: samples 0-21 of the benchmark (seed 0, {guidance})", columns=11)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,13 @@ def register_metrics(register):
 def register_commands(cli):
     import click
 
+    from condgen_shapes.classes import GRIDS, K
+
     @cli.command(name="shapes-encode")
     @click.argument("mesh")
     @click.option("--out", help="folder for the results (default: runs/shapes-encode-<mesh name>)")
-    @click.option("--grids", "-n", type=click.IntRange(min=1, max=4096), default=24, show_default=True, help="M-SDF grids")
-    @click.option("-k", type=click.IntRange(min=2, max=16), default=7, show_default=True, help="nodes per grid side")
+    @click.option("--grids", "-n", type=click.IntRange(min=1, max=4096), default=GRIDS, show_default=True, help="M-SDF grids")
+    @click.option("-k", type=click.IntRange(min=2, max=16), default=K, show_default=True, help="nodes per grid side")
     def shapes_encode(mesh, out, grids, k):
         """M-SDF round trip of a closed mesh (.ply / .obj): encode, decode, compare."""
         from condgen_shapes.roundtrip import run

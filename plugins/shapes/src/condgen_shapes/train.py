@@ -25,9 +25,10 @@ import condgen
 from condgen import ema_update, save_checkpoint
 
 from condgen_shapes import data, msdf
+from condgen_shapes.classes import GRIDS, K
 from condgen_shapes.model import MosaicFlow, loss
 
-ARCH = {"grids": 24, "k": 7, "d_model": 192, "layers": 6, "heads": 6, "precondition": True}
+ARCH = {"grids": GRIDS, "k": K, "d_model": 192, "layers": 6, "heads": 6, "precondition": True}
 LABEL_DROPOUT = 0.1
 SURFACE_RESOLUTION = 48  # marching-cubes grid whose vertices (projected) are the surface points grids are placed on
 WEIGHTS = Path(__file__).parent / "weights" / "shapes.safetensors"

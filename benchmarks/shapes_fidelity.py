@@ -56,13 +56,9 @@ def compare(shape, vertices, triangles, truth) -> tuple[float, float]:
 def measure(shapes, truths, n: int, k: int, margin: float) -> dict:
     """Mean Chamfer distance and normal consistency of n grids of k^3 placed with ``margin``."""
     started, scores = time.perf_counter(), []
-    shipped, msdf.SCALE_MARGIN = msdf.SCALE_MARGIN, margin
-    try:
-        for s, t in zip(shapes, truths):
-            mesh = meshes.mesh_from_msdf(msdf.encode(s.sdf, msdf.surface_points(s.sdf, 48), n, k))
-            scores.append(compare(s, mesh["vertices"], mesh["triangles"], t))
-    finally:
-        msdf.SCALE_MARGIN = shipped
+    for s, t in zip(shapes, truths):
+        mesh = meshes.mesh_from_msdf(msdf.encode(s.sdf, msdf.surface_points(s.sdf, 48), n, k, margin))
+        scores.append(compare(s, mesh["vertices"], mesh["triangles"], t))
     return {"n": n, "k": k, "margin": margin, "parameters": msdf.parameter_count(n, k), "chamfer": float(np.nanmean([c for c, _ in scores])),
             "normal_consistency": float(np.nanmean([c for _, c in scores])), "empty": int(np.isnan([c for c, _ in scores]).sum()),
             "seconds_per_shape": (time.perf_counter() - started) / len(shapes)}

@@ -57,19 +57,20 @@ def farthest_points(points: torch.Tensor, n: int) -> torch.Tensor:
     return torch.tensor(chosen)
 
 
-def place_grids(surface: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(centres [n, 3], scales [n]) for surface points [P, 3]."""
+def place_grids(surface: torch.Tensor, n: int, margin: float = SCALE_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centres [n, 3], scales [n]) for surface points [P, 3]; each scale is ``margin`` times
+    the reach of the grid's share of the surface."""
     surface = surface.double()
     centres = surface[farthest_points(surface, n)]
     owner = torch.cdist(surface, centres).argmin(dim=1)
     reach = (surface - centres[owner]).abs().max(dim=1).values  # infinity-norm distance to the owning centre
     scales = torch.zeros(n, dtype=torch.float64).scatter_reduce(0, owner, reach, reduce="amax", include_self=True)
-    return centres, (SCALE_MARGIN * scales).clamp(MIN_SCALE, MAX_SCALE)
+    return centres, (margin * scales).clamp(MIN_SCALE, MAX_SCALE)
 
 
-def encode(sdf, surface: torch.Tensor, n: int, k: int) -> dict:
+def encode(sdf, surface: torch.Tensor, n: int, k: int, margin: float = SCALE_MARGIN) -> dict:
     """M-SDF of a shape given its ``sdf`` (callable on [..., 3] float64 points) and surface points."""
-    centres, scales = place_grids(surface, n)
+    centres, scales = place_grids(surface, n, margin)
     nodes = centres[:, None, None, None, :] + scales[:, None, None, None, None] * node_offsets(k)
     values = torch.as_tensor(sdf(nodes), dtype=torch.float64).reshape(n, k, k, k)
     return {"centres": centres, "scales": scales, "values": values}

@@ -406,7 +406,7 @@ CASES = [
     _case("video-train-unknown-option", ["train", "--plugin", "video", "-c", "epochs=9"], "unknown training option 'epochs'", "ae_steps"),
     _case("video-train-init-missing", ["train", "--plugin", "video", "-c", "init={tmp}/none.safetensors"], "no such file", "weights to continue from"),
     _case("video-train-lr-not-a-number", ["train", "--plugin", "video", "-c", "lr=fast"], "lr a number"),
-    _case("video-train-unknown-precision", ["train", "--plugin", "video", "-c", "precision=fp8"], "unknown precision 'fp8'", "fp32, bf16"),
+    _case("video-train-unknown-precision", ["train", "--plugin", "video", "-c", "precision=fp8"], "unknown precision 'fp8'", "float32, bf16"),
     _case("eeg-evaluate-unlabelled", ["evaluate", "--plugin", "eeg", "-n", "8"], "generate labelled windows"),
     # resumes trust nothing in the directory
     _case("resume-manifest-not-json", RESUME, "cannot read", prepare=_edit_manifest(lambda m: "{not json")),

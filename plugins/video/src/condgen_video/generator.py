@@ -151,13 +151,14 @@ class VideoGenerator(condgen.Generator):
         return "\n".join(lines)
 
     def train(self, *, dataset, out, steps, seed, resume, device, progress, options=None):
-        from condgen_video.train import train
+        from condgen_video.train import PRECISIONS, train
 
         options = dict(options or {})
         unknown = sorted(set(options) - {"ae_steps", "init", "lr", "precision"})
         if unknown:
             raise condgen.UsageError(f"unknown training option {unknown[0]!r} for {self.name}; options: ae_steps=N (autoencoder steps before "
-                                     "--steps of diffusion), init=WEIGHTS (continue the diffusion from finished weights), lr=X, precision=fp32|bf16")
+                                     "--steps of diffusion), init=WEIGHTS (continue the diffusion from finished weights), lr=X, "
+                                     f"precision={'|'.join(PRECISIONS)}")
         if dataset not in (None, "moving-digits"):
             raise condgen.UsageError(f"the video model trains on moving-digits, not {dataset!r} (omit --dataset)")
         if str(condgen.resolve_device(device)) != "cpu":

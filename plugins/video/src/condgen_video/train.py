@@ -45,7 +45,7 @@ GENERATOR = "video"
 PATH = {"name": "vp", "schedule": "linear", "beta_min": 0.1, "beta_max": 20.0}
 T_MIN = 1e-3
 MAX_GIVEN = 8
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("float32", "bf16")  # spelt as the images plugin spells them
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Recipe:
     drop_label: float = 0.15
     give_frames: float = 0.4
     save_every: int = 250
-    precision: str = "fp32"
+    precision: str = "float32"
     ae: dict = None
     dit: dict = None
 

@@ -120,7 +120,7 @@ def test_decode_at_a_grid_node_is_its_value_and_weights_vanish_at_the_faces():
 
 
 def test_encode_decode_error_is_bounded_on_an_unseen_shape():
-    """Bound (n = 24 grids of 7^3, as shipped): mean |F - SDF| < 0.01 within 0.02 of the
+    """Bound (n = 24 grids of 9^3, as shipped): mean |F - SDF| < 0.01 within 0.02 of the
     surface (1/200 of the cube), and the decoded mesh lies within 0.01 of the true surface on
     average (a third of a marching-cubes voxel), watertight."""
     surface = msdf.surface_points(snowman, 48)
@@ -235,6 +235,23 @@ def test_short_training_lowers_the_loss(tmp_path, precondition, steps):
     assert checkpoint.config["grids"] == 8 and checkpoint.config["precondition"] == precondition and checkpoint.config["trained"]["steps"] == steps
 
 
+def test_the_saved_average_decays_at_the_rate_asked_for(tmp_path):
+    """The saved weights are the EMA: from the same start, a slower decay keeps them nearer the start."""
+    from condgen_shapes.train import train
+
+    arch = {"grids": 8, "k": 3, "d_model": 32, "layers": 2, "heads": 4, "precondition": True}
+    quiet = {"shapes": 44, "batch_size": 32, "lr": 2e-3, "log": lambda *a: None}
+    train(tmp_path / "start.safetensors", steps=501, arch=arch, **quiet)  # past the early steps, whose average decays at 0.98
+    start = condgen.load_checkpoint(str(tmp_path / "start.safetensors"), generator="shapes")
+    moved = {}
+    for decay in (0.9, 0.999):
+        train(tmp_path / f"{decay}.safetensors", steps=40, arch=arch, init=tmp_path / "start.safetensors", ema_decay=decay, **quiet)
+        saved = condgen.load_checkpoint(str(tmp_path / f"{decay}.safetensors"), generator="shapes")
+        assert saved.config["trained"]["ema_decay"] == decay
+        moved[decay] = sum(float((saved.tensors[k] - start.tensors[k]).norm()) for k in start.tensors if k.startswith("blocks"))
+    assert moved[0.999] < 0.5 * moved[0.9]
+
+
 def test_training_continues_from_weights_with_their_whitening(tmp_path):
     from condgen_shapes.train import train
 
@@ -299,7 +316,7 @@ def test_decoded_torus_is_watertight_with_genus_one(torus_sample):
     assert v - e + f == 0  # Euler characteristic of a torus
     # Trilinear interpolation overestimates a convex SDF (the tube's |q| - r) between nodes,
     # so the decoded tube is a little thinner, never thicker: within 10% of the volume with
-    # 24 grids of 7^3 (node spacing about 0.09 across a tube of radius 0.2).
+    # 24 grids of 9^3 (node spacing about 0.085 across a tube of radius 0.2).
     exact = 2 * math.pi**2 * 0.5 * 0.2**2
     assert 0.9 * exact < mesh.get_volume() < exact
 

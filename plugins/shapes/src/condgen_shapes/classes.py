@@ -5,5 +5,5 @@ PRIMITIVES = ("sphere", "box", "rounded_box", "torus", "capsule", "cylinder", "c
 COMPOSITES = ("table", "chair", "mug", "lamp")
 CLASSES = PRIMITIVES + COMPOSITES
 EXTENT = 0.85  # every shape lies in the ball of this radius
-GRIDS, K = 24, 7  # the shipped model's M-SDF: 24 grids of 7^3 values (also what `core shapes-encode` uses by default)
+GRIDS, K = 24, 9  # the shipped model's M-SDF: 24 grids of 9^3 values (also what `core shapes-encode` uses by default)
 MESH_ACCEPTED = "a closed (watertight) triangle mesh file, .ply or .obj"

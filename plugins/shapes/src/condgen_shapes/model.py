@@ -145,7 +145,7 @@ class MosaicFlow(nn.Module):
         sqrt(lambda_i + regulariser * lambda_max). The flow's Gaussian source is then close to
         N(mean, covariance) in token space, so noise and the model's errors take the shapes
         real grids have (smooth fields) rather than independent noise on every node; the
-        hundreds of fine components (a 7^3 grid of an SDF is nearly affine) keep a variance
+        hundreds of fine components (a 9^3 grid of an SDF is nearly affine) keep a variance
         well under 1 and weigh little in the loss."""
         flat = tokens.reshape(-1, self.width).double()
         mean = flat.mean(0)

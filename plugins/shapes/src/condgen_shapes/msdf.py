@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SCALE_MARGIN = 1.6
+SCALE_MARGIN = 1.4
 MIN_SCALE = 0.04
 MAX_SCALE = 0.6
 

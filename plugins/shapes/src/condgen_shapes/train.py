@@ -1,6 +1,6 @@
 """Training the M-SDF flow model on procedural shapes (``python -m condgen_shapes.train``).
 
-Each training shape is encoded once as an M-SDF (n = 24 grids of 7^3 values), its tokens
+Each training shape is encoded once as an M-SDF (n = 24 grids of 9^3 values), its tokens
 PCA-whitened with the training tokens' mean and covariance. Conditional flow matching on the
 rectified-flow path, times drawn logit-normal (Esser et al. 2024), with the class dropped
 for a tenth of the shapes (CFG's unconditional branch); AdamW, warm-up then cosine
@@ -57,12 +57,12 @@ def validation_loss(model, x0, labels, repeats: int = 4, seed: int = 1) -> float
 
 
 def train(out: Path, *, seconds: float = 3840.0, steps: int | None = None, shapes: int = 3300, batch_size: int = 48, lr: float = 1e-3,
-          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False, init: str | Path | None = None) -> dict:
+          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False, init: str | Path | None = None, ema_decay: float = 0.995) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches on a shared 2-core machine
     try:
         return _train(Path(out), seconds=seconds, steps=steps, shapes=shapes, batch_size=batch_size, lr=lr, seed=seed, arch=dict(arch or ARCH),
-                      progress=progress, log=log, cache_tokens=cache_tokens, init=init)
+                      progress=progress, log=log, cache_tokens=cache_tokens, init=init, ema_decay=ema_decay)
     finally:
         torch.set_num_threads(threads)
 
@@ -81,7 +81,7 @@ def _initial(init, arch):
     return model, {"sha256": checkpoint.sha256, "trained": dict(config.get("trained") or {})}
 
 
-def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens, init):
+def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens, init, ema_decay):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     started = time.monotonic()
@@ -133,7 +133,7 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
-        ema_update(list(ema.parameters()), list(model.parameters()), 0.995 if before_steps + step > 500 else 0.98)
+        ema_update(list(ema.parameters()), list(model.parameters()), ema_decay if before_steps + step > 500 else 0.98)
         losses.append(float(value.detach()))
         step += 1
         if progress is not None and step % 25 == 0:
@@ -143,7 +143,7 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
             last_save = time.monotonic()
     after = validation_loss(ema, x0_valid, labels_valid)
     trained = {"steps": before_steps + step, "seconds": round(time.monotonic() - start, 1), "batch_size": batch_size, "lr": lr, "seed": seed, "train_shapes": len(x0),
-               "label_dropout": LABEL_DROPOUT, "validation_loss_before": round(before, 4), "validation_loss_after": round(after, 4)}
+               "label_dropout": LABEL_DROPOUT, "ema_decay": ema_decay, "validation_loss_before": round(before, 4), "validation_loss_after": round(after, 4)}
     if init is not None:
         trained["continued_from"] = earlier
     sha = save_checkpoint(out, ema.state_dict(), {**config, "trained": trained}, generator="shapes")
@@ -161,6 +161,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-tokens", action="store_true", help="keep the encoded shapes beside --out and reuse them")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the warm-up and cosine cycle")
+    parser.add_argument("--ema-decay", type=float, default=0.995, help="decay of the weights' moving average, which is what is saved")
     parser.add_argument("--init", help="continue from these weights (same recipe): their network and whitening, a new optimiser and cycle")
     args = parser.parse_args(argv)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -176,7 +177,7 @@ def main(argv=None):
 
         try:
             result = train(Path(args.out), seconds=args.seconds, steps=args.steps, shapes=args.shapes, seed=args.seed, progress=progress, log=bar.console.print,
-                           cache_tokens=args.cache_tokens, lr=args.lr, init=args.init)
+                           cache_tokens=args.cache_tokens, lr=args.lr, init=args.init, ema_decay=args.ema_decay)
         except (ValueError, condgen.CondgenError) as exc:
             raise SystemExit(f"error: {exc}") from None
     print({k: v for k, v in result.items()})

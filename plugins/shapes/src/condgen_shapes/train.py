@@ -30,6 +30,7 @@ from condgen_shapes.model import MosaicFlow, loss
 
 ARCH = {"grids": GRIDS, "k": K, "d_model": 192, "layers": 6, "heads": 6, "precondition": True}
 LABEL_DROPOUT = 0.1
+EMA_DECAY = 0.995  # of the saved moving average (0.98 for the first 500 steps, while the weights move fast)
 SURFACE_RESOLUTION = 48  # marching-cubes grid whose vertices (projected) are the surface points grids are placed on
 WEIGHTS = Path(__file__).parent / "weights" / "shapes.safetensors"
 
@@ -57,7 +58,7 @@ def validation_loss(model, x0, labels, repeats: int = 4, seed: int = 1) -> float
 
 
 def train(out: Path, *, seconds: float = 3840.0, steps: int | None = None, shapes: int = 3300, batch_size: int = 48, lr: float = 1e-3,
-          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False, init: str | Path | None = None, ema_decay: float = 0.995) -> dict:
+          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False, init: str | Path | None = None, ema_decay: float = EMA_DECAY) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches on a shared 2-core machine
     try:
@@ -161,7 +162,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-tokens", action="store_true", help="keep the encoded shapes beside --out and reuse them")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the warm-up and cosine cycle")
-    parser.add_argument("--ema-decay", type=float, default=0.995, help="decay of the weights' moving average, which is what is saved")
+    parser.add_argument("--ema-decay", type=float, default=EMA_DECAY, help="decay of the weights' moving average, which is what is saved")
     parser.add_argument("--init", help="continue from these weights (same recipe): their network and whitening, a new optimiser and cycle")
     args = parser.parse_args(argv)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

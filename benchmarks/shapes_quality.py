@@ -102,7 +102,7 @@ def main(argv=None):
     if variant:
         print(json.dumps(result, indent=2))
         if args.write:
-            saved = json.loads(RESULTS.read_text())
+            saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
             key = f"{result['sampler']} {result['steps']} {guidance}"
             RESULTS.write_text(json.dumps({**saved, "variants": {**saved.get("variants", {}), key: result}}, indent=2) + "\n")
         return

@@ -223,6 +223,50 @@ def test_preconditioned_model_starts_at_the_best_gaussian_velocity():
     assert preconditioned < 0.8 * plain_loss
 
 
+class _RecordingVelocity(torch.nn.Module):
+    """A stand-in network: velocity = x_t times a constant, and the times it was asked at."""
+
+    def __init__(self, gain=0.5):
+        super().__init__()
+        self.gain, self.times = gain, []
+
+    def forward(self, x, t, cond):
+        self.times.append(t)
+        return self.gain * x
+
+
+def test_the_training_times_move_with_the_logit_normal_location():
+    from condgen_shapes.model import loss
+
+    x0, labels = torch.randn(20_000, 2, 3), torch.zeros(20_000, dtype=torch.long)
+    medians = {}
+    for location in (0.0, -1.0):
+        model = _RecordingVelocity()
+        loss(model, x0, labels, torch.Generator().manual_seed(0), time_location=location)
+        medians[location] = float(model.times[0].median())
+    assert medians[0.0] == pytest.approx(0.5, abs=0.01)
+    assert medians[-1.0] == pytest.approx(float(torch.sigmoid(torch.tensor(-1.0))), abs=0.01)  # 0.269: more low-noise training
+
+
+def test_contrastive_flow_matching_subtracts_the_distance_to_another_shapes_target():
+    """Stoica et al. 2025: || v - (eps - x0) ||^2 - lambda || v - (eps' - x0') ||^2, the primed pair
+    from another shape of the batch; recomputed here from the same seeded draws."""
+    from condgen_shapes.model import loss
+
+    x0, labels, model = torch.randn(8, 4, 5), torch.arange(8) % 3, _RecordingVelocity()
+    plain = float(loss(model, x0, labels, torch.Generator().manual_seed(3)))
+    contrastive = float(loss(model, x0, labels, torch.Generator().manual_seed(3), contrastive=0.05))
+    g = torch.Generator().manual_seed(3)
+    t = torch.sigmoid(torch.randn(8, generator=g))[:, None, None]
+    eps = torch.randn(x0.shape, generator=g)
+    velocity = model.gain * ((1 - t) * x0 + t * eps)
+    target = eps - x0
+    assert plain == pytest.approx(float(((velocity - target) ** 2).mean()), rel=1e-5)
+    others = torch.cat([target[-1:], target[:-1]])  # every shape paired with the one before it
+    assert contrastive == pytest.approx(plain - 0.05 * float(((velocity - others) ** 2).mean()), rel=1e-5)
+    assert contrastive < plain
+
+
 @pytest.mark.parametrize("precondition, steps", [(False, 300), (True, 600)])  # the preconditioned model starts lower (the best Gaussian)
 def test_short_training_lowers_the_loss(tmp_path, precondition, steps):
     from condgen_shapes.train import train
@@ -258,10 +302,12 @@ def test_training_continues_from_weights_with_their_whitening(tmp_path):
     arch = {"grids": 8, "k": 3, "d_model": 32, "layers": 2, "heads": 4, "precondition": True}
     quiet = {"shapes": 44, "batch_size": 32, "lr": 2e-3, "log": lambda *a: None}
     first = train(tmp_path / "first.safetensors", steps=120, arch=arch, **quiet)
-    more = train(tmp_path / "more.safetensors", steps=60, arch=arch, init=tmp_path / "first.safetensors", **quiet)
+    more = train(tmp_path / "more.safetensors", steps=60, arch=arch, init=tmp_path / "first.safetensors", time_location=-1.0, **quiet)
     # the continued run starts where the first ended: its weights and its whitening, not fresh ones
+    # (validation always draws the standard logit-normal times, so losses compare across recipes)
     assert more["validation_loss_before"] == pytest.approx(first["validation_loss_after"], rel=1e-5)
     trained = condgen.load_checkpoint(str(tmp_path / "more.safetensors"), generator="shapes").config["trained"]
+    assert trained["time_location"] == -1.0 and trained["contrastive"] == 0.0
     assert trained["steps"] == 180 and trained["continued_from"]["sha256"] == first["sha256"] and trained["continued_from"]["trained"]["steps"] == 120
     with pytest.raises(ValueError, match="d_model differ"):
         train(tmp_path / "other.safetensors", steps=1, arch={**arch, "d_model": 16}, init=tmp_path / "first.safetensors", **quiet)

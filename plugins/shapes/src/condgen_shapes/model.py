@@ -165,10 +165,21 @@ class MosaicFlow(nn.Module):
         return (x.double() @ self.colour + self.token_mean).to(x.dtype)
 
 
-def loss(model: MosaicFlow, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def loss(model: MosaicFlow, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None, *,
+         time_location: float = 0.0, contrastive: float = 0.0) -> torch.Tensor:
     """Conditional flow matching: || v(x_t, t, c) - (eps - x0) ||^2, x_t = (1 - t) x0 + t eps, with
-    t = sigmoid(N(0, 1)) (logit-normal: more of the training where the velocity is hardest)."""
-    t = torch.sigmoid(torch.randn(x0.shape[0], generator=generator))
+    t = sigmoid(N(time_location, 1)) (logit-normal, Esser et al. 2024: more of the training where
+    the velocity is hardest; a negative location moves it towards the low noise levels that
+    settle the fine surface).
+
+    ``contrastive`` > 0 is Contrastive Flow Matching (Stoica et al. 2025): minus ``contrastive``
+    times the distance from the same prediction to the target of another shape of the batch
+    (the batch rolled by one), so that flows towards different shapes, and classes, stay apart."""
+    t = torch.sigmoid(time_location + torch.randn(x0.shape[0], generator=generator))
     eps = torch.randn(x0.shape, generator=generator)
     xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * eps
-    return ((model(xt, t, {"shape": labels}) - (eps - x0)) ** 2).mean()
+    velocity = model(xt, t, {"shape": labels})
+    value = ((velocity - (eps - x0)) ** 2).mean()
+    if contrastive:
+        value = value - contrastive * ((velocity - (eps - x0).roll(1, dims=0)) ** 2).mean()
+    return value

@@ -2,7 +2,9 @@
 
 Each training shape is encoded once as an M-SDF (n = 24 grids of 9^3 values), its tokens
 PCA-whitened with the training tokens' mean and covariance. Conditional flow matching on the
-rectified-flow path, times drawn logit-normal (Esser et al. 2024), with the class dropped
+rectified-flow path, times drawn logit-normal (Esser et al. 2024; ``--time-location`` moves
+their centre, negative towards the low noise levels that settle the surface; ``--contrastive``
+adds Contrastive Flow Matching's term, Stoica et al. 2025), with the class dropped
 for a tenth of the shapes (CFG's unconditional branch); AdamW, warm-up then cosine
 learning rate, an EMA of the weights (which is what is saved), a wall-clock budget
 (64 minutes by default). The checkpoint is written atomically every few minutes, so an
@@ -58,12 +60,14 @@ def validation_loss(model, x0, labels, repeats: int = 4, seed: int = 1) -> float
 
 
 def train(out: Path, *, seconds: float = 3840.0, steps: int | None = None, shapes: int = 3300, batch_size: int = 48, lr: float = 1e-3,
-          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False, init: str | Path | None = None, ema_decay: float = EMA_DECAY) -> dict:
+          seed: int = 0, arch: dict | None = None, progress=None, log=print, cache_tokens: bool = False, init: str | Path | None = None, ema_decay: float = EMA_DECAY,
+          time_location: float = 0.0, contrastive: float = 0.0) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches on a shared 2-core machine
     try:
         return _train(Path(out), seconds=seconds, steps=steps, shapes=shapes, batch_size=batch_size, lr=lr, seed=seed, arch=dict(arch or ARCH),
-                      progress=progress, log=log, cache_tokens=cache_tokens, init=init, ema_decay=ema_decay)
+                      progress=progress, log=log, cache_tokens=cache_tokens, init=init, ema_decay=ema_decay,
+                      time_location=time_location, contrastive=contrastive)
     finally:
         torch.set_num_threads(threads)
 
@@ -82,7 +86,7 @@ def _initial(init, arch):
     return model, {"sha256": checkpoint.sha256, "trained": dict(config.get("trained") or {})}
 
 
-def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens, init, ema_decay):
+def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress, log, cache_tokens, init, ema_decay, time_location, contrastive):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     started = time.monotonic()
@@ -129,7 +133,7 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
         pick = torch.randint(len(x0), (batch_size,), generator=generator)
         y = labels[pick].clone()
         y[torch.rand(batch_size, generator=generator) < LABEL_DROPOUT] = -1
-        value = loss(model, x0[pick], y, generator)
+        value = loss(model, x0[pick], y, generator, time_location=time_location, contrastive=contrastive)
         optimiser.zero_grad()
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -144,7 +148,7 @@ def _train(out, *, seconds, steps, shapes, batch_size, lr, seed, arch, progress,
             last_save = time.monotonic()
     after = validation_loss(ema, x0_valid, labels_valid)
     trained = {"steps": before_steps + step, "seconds": round(time.monotonic() - start, 1), "batch_size": batch_size, "lr": lr, "seed": seed, "train_shapes": len(x0),
-               "label_dropout": LABEL_DROPOUT, "ema_decay": ema_decay, "validation_loss_before": round(before, 4), "validation_loss_after": round(after, 4)}
+               "label_dropout": LABEL_DROPOUT, "ema_decay": ema_decay, "time_location": time_location, "contrastive": contrastive, "validation_loss_before": round(before, 4), "validation_loss_after": round(after, 4)}
     if init is not None:
         trained["continued_from"] = earlier
     sha = save_checkpoint(out, ema.state_dict(), {**config, "trained": trained}, generator="shapes")
@@ -163,6 +167,8 @@ def main(argv=None):
     parser.add_argument("--cache-tokens", action="store_true", help="keep the encoded shapes beside --out and reuse them")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the warm-up and cosine cycle")
     parser.add_argument("--ema-decay", type=float, default=EMA_DECAY, help="decay of the weights' moving average, which is what is saved")
+    parser.add_argument("--time-location", type=float, default=0.0, help="mean of the logit-normal training times (negative: more low-noise training)")
+    parser.add_argument("--contrastive", type=float, default=0.0, help="weight of Contrastive Flow Matching's term (0: plain flow matching)")
     parser.add_argument("--init", help="continue from these weights (same recipe): their network and whitening, a new optimiser and cycle")
     args = parser.parse_args(argv)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -178,7 +184,8 @@ def main(argv=None):
 
         try:
             result = train(Path(args.out), seconds=args.seconds, steps=args.steps, shapes=args.shapes, seed=args.seed, progress=progress, log=bar.console.print,
-                           cache_tokens=args.cache_tokens, lr=args.lr, init=args.init, ema_decay=args.ema_decay)
+                           cache_tokens=args.cache_tokens, lr=args.lr, init=args.init, ema_decay=args.ema_decay,
+                           time_location=args.time_location, contrastive=args.contrastive)
         except (ValueError, condgen.CondgenError) as exc:
             raise SystemExit(f"error: {exc}") from None
     print({k: v for k, v in result.items()})

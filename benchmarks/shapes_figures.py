@@ -16,7 +16,6 @@ import argparse
 from pathlib import Path
 
 import condgen
-import numpy as np
 import torch
 from condgen_shapes import data, evaluate, meshes
 
@@ -28,7 +27,7 @@ SEED = 3
 def draw(generator, sampler: str, steps: int, weights: str | None = None) -> tuple[list[dict], list[str]]:
     """Samples of REQUESTS, and captions naming the judge's verdict where it differs."""
     run = generator.generate(len(REQUESTS), condition={"shape": REQUESTS}, seed=SEED, device="cpu", sampler=sampler, steps=steps, weights=weights)
-    clouds = np.stack([evaluate.cloud(s["vertices"], s["triangles"], evaluate.CLOUD, seed=i) for i, s in enumerate(run.samples)])
+    clouds = evaluate.sample_clouds(run.samples)
     judged = [data.CLASSES[p] for p in evaluate.classify(clouds)]
     return run.samples, [asked + ("" if verdict == asked else f" (judged {verdict})") for asked, verdict in zip(REQUESTS, judged)]
 

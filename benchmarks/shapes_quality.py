@@ -88,7 +88,7 @@ def main(argv=None):
     started = time.perf_counter()
     metrics = evaluate.shape_metrics(generator, run.samples, run.conditions)
     print(f"metrics in {time.perf_counter() - started:.0f} s", flush=True)
-    clouds = np.stack([evaluate.cloud(s["vertices"], s["triangles"], evaluate.CLOUD, seed=i) for i, s in enumerate(run.samples)])
+    clouds = evaluate.sample_clouds(run.samples)
     judged = accuracy_by_class([data.CLASSES[p] for p in evaluate.classify(clouds)], labels)  # the same clouds shape_metrics judges
     per_class = {name: round(judged[name], 3) for name in data.CLASSES}
     result = {

@@ -54,6 +54,11 @@ def cloud(vertices, triangles, count: int = CLOUD, seed: int = 0) -> np.ndarray:
     return meshes.sample_surface(vertices, triangles, count, seed)[0].astype(np.float32)
 
 
+def sample_clouds(samples: list[dict], count: int = CLOUD) -> np.ndarray:
+    """Point clouds [N, count, 3] of generated samples (meshes), sample i's seeded by i."""
+    return np.stack([cloud(s["vertices"], s["triangles"], count, seed=i) for i, s in enumerate(samples)])
+
+
 def real_clouds(labels: list[int], seed: int, count: int = CLOUD) -> np.ndarray:
     """Point clouds of held-out test shapes with these class indices (one shape each)."""
     rng_shapes = {}
@@ -163,7 +168,7 @@ def distribution_metrics(generated: np.ndarray, reference: np.ndarray) -> dict:
 def shape_metrics(generator, samples, conditions) -> dict:
     labels = [c.get("shape") for c in conditions]
     requested = [lab if lab is not None else i % len(data.CLASSES) for i, lab in enumerate(labels)]
-    generated = np.stack([cloud(s["vertices"], s["triangles"], CLOUD, seed=i) for i, s in enumerate(samples)])
+    generated = sample_clouds(samples)
     predicted = classify(generated)
     chosen = [i for i, lab in enumerate(labels) if lab is not None]
     reference = real_clouds(requested, REFERENCE_SEED)

@@ -178,8 +178,8 @@ def loss(model: MosaicFlow, x0: torch.Tensor, labels: torch.Tensor, generator: t
     t = torch.sigmoid(time_location + torch.randn(x0.shape[0], generator=generator))
     eps = torch.randn(x0.shape, generator=generator)
     xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * eps
-    velocity = model(xt, t, {"shape": labels})
-    value = ((velocity - (eps - x0)) ** 2).mean()
+    velocity, target = model(xt, t, {"shape": labels}), eps - x0
+    value = ((velocity - target) ** 2).mean()
     if contrastive:
-        value = value - contrastive * ((velocity - (eps - x0).roll(1, dims=0)) ** 2).mean()
+        value = value - contrastive * ((velocity - target.roll(1, dims=0)) ** 2).mean()
     return value
